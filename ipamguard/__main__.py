@@ -1,0 +1,5 @@
+import sys
+
+from ipamguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+"""The one error tree of ipamguard.
+
+Every error a user can cause or meet (bad file, bad arguments, a lock held by
+someone else, podman down) is an ``IpamguardError``: the CLI prints its message
+on one line and exits with ``exit_code``. Anything else is a bug and shows a
+traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_NOTHING = 1  # nothing to do, not found, findings present
+EXIT_ERROR = 2  # could not do the work: bad input, lock timeout, podman down
+
+
+class IpamguardError(Exception):
+    """Base of every error that ipamguard reports to the user."""
+
+    exit_code = EXIT_ERROR
+
+
+class UsageError(IpamguardError):
+    """The command line or an answer to a prompt is not acceptable."""
+
+
+class ConfigError(IpamguardError):
+    """The configuration file is unreadable or has bad keys or values."""
+
+
+class NotFound(IpamguardError):
+    """What the user named (container, IP, network) is not in the database."""
+
+    exit_code = EXIT_NOTHING
+
+
+class Refused(IpamguardError):
+    """ipamguard refuses to do something unsafe (e.g. release a live container)."""
+
+
+class LockTimeout(IpamguardError):
+    """A lock (podman's network lock or the bbolt file lock) stayed held too long."""
+
+
+class PodmanUnavailable(IpamguardError):
+    """Podman's API could not be asked; nothing is released while blind."""
+
+
+# --- the bbolt engine -------------------------------------------------------
+
+
+class BoltError(IpamguardError):
+    """Base of the bbolt engine's errors."""
+
+
+class InvalidDatabase(BoltError):
+    """The file is not a valid bbolt database; it is refused and left unchanged."""
+
+
+class DatabaseChanged(BoltError):
+    """The file changed under us too often to get a stable, validated snapshot."""
+
+
+class TxClosed(BoltError):
+    """The transaction was already committed or rolled back."""
+
+
+class TxNotWritable(BoltError):
+    """A write was attempted in a read-only transaction."""
+
+
+class BucketNotFound(BoltError):
+    """The named bucket does not exist."""
+
+
+class BucketExists(BoltError):
+    """A bucket with that name already exists."""
+
+
+class IncompatibleValue(BoltError):
+    """A key names a bucket where a value was expected, or the other way round."""
+
+
+class KeyRequired(BoltError):
+    """A zero-length key was given."""
+
+
+class KeyTooLarge(BoltError):
+    """The key is longer than bbolt's maximum (32768 bytes)."""
+
+
+class ValueTooLarge(BoltError):
+    """The value is longer than bbolt's maximum ((1 << 31) - 2 bytes)."""
