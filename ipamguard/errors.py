@@ -56,6 +56,10 @@ class InvalidDatabase(BoltError):
     """The file is not a valid bbolt database; it is refused and left unchanged."""
 
 
+class DatabaseNotFound(BoltError):
+    """The database file does not exist."""
+
+
 class DatabaseChanged(BoltError):
     """The file changed under us too often to get a stable, validated snapshot."""
 
@@ -90,3 +94,30 @@ class KeyTooLarge(BoltError):
 
 class ValueTooLarge(BoltError):
     """The value is longer than bbolt's maximum ((1 << 31) - 2 bytes)."""
+
+
+# --- doctor: systemd-networkd and container links ------------------------------
+
+
+class DoctorError(IpamguardError):
+    """Base of the errors of ``ipamguard doctor``."""
+
+
+class DBusUnavailable(DoctorError):
+    """The D-Bus system bus could not be reached (no socket, refused, auth failed)."""
+
+
+class NetworkdNotRunning(DoctorError):
+    """systemd-networkd does not own its name on the system bus."""
+
+
+class NetworkdError(DoctorError):
+    """systemd-networkd answered a D-Bus call with an error (e.g. access denied)."""
+
+
+class LinkReadError(DoctorError):
+    """The network links could not be read from /sys/class/net."""
+
+
+class FixError(DoctorError):
+    """The drop-in ``.network`` file could not be written or replaced."""

@@ -1,0 +1,177 @@
+"""Network links as the kernel shows them in ``/sys/class/net``.
+
+A ``Link`` is plain data; ``SysfsLinks`` reads it. Only the reader does I/O:
+the analysis takes a sequence of links and never looks at the system itself.
+
+Notes on sysfs: ``/sys/class/net`` shows the links of the network namespace
+that *mounted* that sysfs, not necessarily the caller's. ``iflink`` of a veth is
+its peer's ifindex, which lives in another namespace for a container veth.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ipamguard.errors import LinkReadError
+
+SYS_CLASS_NET = Path("/sys/class/net")
+
+IFF_UP = 0x1
+
+# ARPHRD_* numbers networkd reports as a link type when udev gives no DEVTYPE.
+_ARPHRD_TYPES = {1: "ether", 772: "loopback", 65534: "none"}
+
+
+@dataclass(frozen=True)
+class Link:
+    """One network link of the current namespace."""
+
+    name: str
+    index: int
+    peer_index: int  # sysfs ``iflink``: the veth peer's ifindex, else the own index
+    kind: str  # "bridge", "veth", a udev DEVTYPE ("vlan", "bond", ...) or "other"
+    driver: str | None  # ethtool driver name ("veth", "bridge", ...), None if unknown
+    master: str | None  # the bridge (or bond) this link is enslaved to
+    admin_up: bool  # IFF_UP: someone set the link up
+    operstate: str  # "up", "down", "lowerlayerdown", "unknown", ...
+    mac: str  # "aa:bb:cc:dd:ee:ff" (lower case), "" if none
+    link_type: str | None  # what networkd's [Match] Type= sees: "bridge", "ether", ...
+
+    @property
+    def is_veth(self) -> bool:
+        return self.kind == "veth"
+
+    @property
+    def is_bridge(self) -> bool:
+        return self.kind == "bridge"
+
+
+class LinkSource(Protocol):
+    """Where the current links come from (sysfs in production, a list in tests)."""
+
+    def links(self) -> Sequence[Link]: ...
+
+
+def peer_is_local(link: Link, links: Sequence[Link]) -> bool:
+    """True if ``link``'s veth peer is in this namespace too (not a container's end)."""
+    if link.peer_index == link.index:
+        return True
+    return any(other.index == link.peer_index and other.peer_index == link.index for other in links)
+
+
+# --- the sysfs reader ---------------------------------------------------------
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GDRVINFO = 0x00000003
+_DRVINFO_SIZE = 196  # struct ethtool_drvinfo
+_IFREQ_SIZE = 40
+
+
+def ethtool_driver(name: str) -> str | None:
+    """The driver name ``ethtool -i NAME`` shows ("veth", "bridge"), None if unknown."""
+    info = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + bytes(_DRVINFO_SIZE - 4))
+    address, _ = info.buffer_info()
+    request = struct.pack("16sP", name.encode()[:15], address)
+    request += bytes(_IFREQ_SIZE - len(request))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
+    except OSError:
+        return None
+    driver = info[4:36].tobytes().split(b"\0", 1)[0].decode(errors="replace")
+    return driver or None
+
+
+class SysfsLinks:
+    """Reads every link under ``/sys/class/net`` (or a copy of that tree in tests)."""
+
+    def __init__(
+        self,
+        root: Path = SYS_CLASS_NET,
+        driver_of: Callable[[str], str | None] = ethtool_driver,
+    ) -> None:
+        self.root = root
+        self.driver_of = driver_of
+
+    def links(self) -> list[Link]:
+        try:
+            names = sorted(os.listdir(self.root))
+        except OSError as error:
+            raise LinkReadError(f"cannot list {self.root}: {error.strerror}") from error
+        links = []
+        for name in names:
+            link = self._read(self.root / name)
+            if link is not None:
+                links.append(link)
+        return links
+
+    def _read(self, path: Path) -> Link | None:
+        try:
+            index = int(_read_text(path / "ifindex"))
+        except (OSError, ValueError):
+            return None  # vanished while we looked, or not a link directory
+        uevent = _read_uevent(path / "uevent")
+        driver = self.driver_of(path.name)
+        kind = _kind(path, uevent, driver)
+        return Link(
+            name=path.name,
+            index=index,
+            peer_index=_read_int(path / "iflink", index),
+            kind=kind,
+            driver=driver,
+            master=_read_master(path),
+            admin_up=bool(_read_int(path / "flags", 0) & IFF_UP),
+            operstate=_read_text_or(path / "operstate", "unknown"),
+            mac=_read_text_or(path / "address", "").lower(),
+            link_type=uevent.get("DEVTYPE") or _ARPHRD_TYPES.get(_read_int(path / "type", -1)),
+        )
+
+
+def _kind(path: Path, uevent: dict[str, str], driver: str | None) -> str:
+    if (path / "bridge").is_dir() or uevent.get("DEVTYPE") == "bridge":
+        return "bridge"
+    if driver == "veth":
+        return "veth"
+    return uevent.get("DEVTYPE") or "other"
+
+
+def _read_master(path: Path) -> str | None:
+    try:
+        return os.path.basename(os.readlink(path / "master"))
+    except OSError:
+        return None
+
+
+def _read_uevent(path: Path) -> dict[str, str]:
+    fields = {}
+    for line in _read_text_or(path, "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key] = value
+    return fields
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def _read_text_or(path: Path, default: str) -> str:
+    try:
+        return _read_text(path)
+    except OSError:
+        return default
+
+
+def _read_int(path: Path, default: int) -> int:
+    try:
+        return int(_read_text(path), 0)
+    except (OSError, ValueError):
+        return default
