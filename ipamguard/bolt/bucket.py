@@ -62,11 +62,17 @@ class Bucket:
 
     def items(self) -> Iterator[tuple[bytes, bytes | None]]:
         """(key, value) in key order; value None for a nested bucket."""
-        cursor = self.cursor()
-        k, v, flags = cursor.first()
-        while k is not None:
-            yield k, (None if flags & BUCKET_LEAF_FLAG else v)
-            k, v, flags = cursor.next()
+        self.tx.check_open()
+        return self._walk(self.root)
+
+    def _walk(self, pgid: int) -> Iterator[tuple[bytes, bytes | None]]:
+        elem = self.page_node(pgid)
+        if not elem.is_leaf:
+            for child in elem.pgids:
+                yield from self._walk(child)
+            return
+        for key, value, flags in zip(elem.keys, elem.values, elem.flags, strict=True):
+            yield key, (None if flags & BUCKET_LEAF_FLAG else value)
 
     def bucket(self, name: bytes) -> Bucket | None:
         """The nested bucket ``name``, or None."""

@@ -1,19 +1,30 @@
-"""Read and fully validate a snapshot of a bbolt file (the engine's tx.Check).
+"""Read and validate a snapshot of a bbolt file (the engine's tx.Check).
 
-Nothing is written to a file that this module did not first accept whole: the
-meta pages, the freelist, and every page reachable from the root, each page
-claimed once (no cycles, no page both free and in use, nothing past the
-high-water mark or the end of the file), every element inside its page, keys
-ascending within and across pages, every page either reachable or free.
+Before any transaction, the whole file's structure is checked: both meta
+pages, the freelist, every page reachable from the root claimed exactly once
+(no cycles, no page both free and in use, nothing past the high-water mark or
+the end of the file, every page either reachable or free), the right page
+type and id in every header, every branch page decoded (keys ascending and
+inside the parent's range), and in every leaf page every element's key and
+value inside the page, with known flags; nested buckets are followed.
+
+Leaf pages are decoded (keys and values copied, key order and range checked)
+when they are first read; a write only rewrites pages that it read.
 """
 
 from __future__ import annotations
 
+import sys
+from array import array
 from dataclasses import dataclass
+from operator import add
 
 from ipamguard.bolt.page import (
+    BRANCH_PAGE,
     BUCKET_HEADER_SIZE,
     BUCKET_LEAF_FLAG,
+    ELEMENT_SIZE,
+    LEAF_PAGE,
     MAX_PAGE_SIZE,
     MIN_PAGE_SIZE,
     NO_FREELIST,
@@ -29,19 +40,51 @@ from ipamguard.bolt.page import (
 from ipamguard.errors import InvalidDatabase
 
 _META, _FREELIST_PAGE, _FREE, _TREE = 1, 2, 3, 4
-_KINDS = {_META: "a meta page", _FREELIST_PAGE: "the freelist page", _FREE: "free", _TREE: "in use"}
+_KINDS = {_META: "a meta page", _FREELIST_PAGE: "the freelist", _FREE: "free", _TREE: "in use"}
 MAX_DEPTH = 64
 MAX_NESTING = 256
+Path = tuple[bytes, ...]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    """Where a reachable page sits: its bucket and the key range its parent allows."""
+
+    bucket: Path
+    low: bytes | None
+    high: bytes | None
+
+
 class Snapshot:
-    """A validated copy of the whole file, as of one committed meta."""
+    """A structurally validated copy of the whole file, as of one committed meta."""
 
-    data: bytes
-    meta: Meta
-    pages: dict[int, Page]  # every reachable branch and leaf page, by id
-    free: list[int]  # free page ids (sorted)
+    def __init__(self, data: bytes, meta: Meta, info: dict[int, PageInfo], free: list[int]):
+        self.data = data
+        self.meta = meta
+        self.info = info  # every reachable branch/leaf page (not inline ones)
+        self.free = free  # free page ids, sorted
+        self.heads: dict[int, int] = {}  # overflow page -> the page it continues
+        self._pages: dict[int, Page] = {}
+
+    def page(self, pgid: int) -> Page:
+        """The decoded page ``pgid``, checked in full the first time it is read."""
+        page = self._pages.get(pgid)
+        if page is not None:
+            return page
+        info = self.info.get(pgid)
+        if info is None:
+            raise InvalidDatabase(f"page {pgid}: not a reachable branch or leaf page")
+        size = self.meta.page_size
+        header = decode_header(self.data, pgid * size)
+        page = decode_page(self.data, pgid * size, (pgid + header.overflow + 1) * size, pgid)
+        keys = page.keys
+        if keys and (
+            (info.low is not None and keys[0] < info.low)
+            or (info.high is not None and keys[-1] >= info.high)
+        ):
+            raise InvalidDatabase(f"page {pgid}: keys outside the range its parent gives")
+        self._pages[pgid] = page
+        return page
 
 
 def select_meta(data: bytes) -> Meta:
@@ -57,6 +100,7 @@ def select_meta(data: bytes) -> Meta:
     else:
         reasons.append(f"meta page 0: {first}")
         sizes = [s for s in _page_sizes() if 2 * s <= len(data)]
+    second: Meta | str = "missing"
     for size in sizes:
         second = decode_meta(data, size)
         if isinstance(second, Meta) and second.page_size == size:
@@ -78,8 +122,7 @@ def _page_sizes() -> list[int]:
 
 
 def load_snapshot(data: bytes) -> Snapshot:
-    meta = select_meta(data)
-    return _Checker(data, meta).run()
+    return _Checker(data, select_meta(data)).run()
 
 
 class _Checker:
@@ -89,7 +132,8 @@ class _Checker:
         self.page_size = meta.page_size
         self.hwm = meta.high_water_mark
         self.owner = bytearray(max(self.hwm, 2))
-        self.pages: dict[int, Page] = {}
+        self.info: dict[int, PageInfo] = {}
+        self.heads: dict[int, int] = {}
         self.nesting = 0
 
     def run(self) -> Snapshot:
@@ -106,16 +150,15 @@ class _Checker:
         synced = meta.freelist != NO_FREELIST
         if synced:
             self._check_freelist(meta.freelist)
-        self._walk_bucket(meta.root, b"", None)
-        free = [i for i in range(2, hwm) if self.owner[i] == _FREE]
-        unclaimed = [i for i in range(2, hwm) if self.owner[i] == 0]
-        if synced and unclaimed:
-            raise InvalidDatabase(
-                f"page {unclaimed[0]}: neither reachable nor free ({len(unclaimed)} such pages)"
-            )
-        if not synced:
-            free = sorted(free + unclaimed)  # bbolt rebuilds the freelist this way
-        return Snapshot(self.data, meta, self.pages, free)
+        self._walk_tree(meta.root, ())
+        unclaimed = self.owner.find(0, 2, hwm)
+        if synced and unclaimed != -1:
+            raise InvalidDatabase(f"page {unclaimed}: neither reachable nor free")
+        kinds = (_FREE,) if synced else (_FREE, 0)  # without a freelist, bbolt rebuilds it
+        free = [i for i in range(2, hwm) if self.owner[i] in kinds]
+        snapshot = Snapshot(self.data, meta, self.info, free)
+        snapshot.heads = self.heads
+        return snapshot
 
     def _claim(self, pgid: int, overflow: int, kind: int, referrer: str) -> None:
         if pgid < 2 or pgid + overflow >= self.hwm:
@@ -130,8 +173,11 @@ class _Checker:
                     f"{_KINDS[self.owner[i]]}"
                 )
             self.owner[i] = kind
+            if i != pgid:
+                self.heads[i] = pgid
 
-    def _header_at(self, pgid: int, referrer: str) -> tuple[int, int]:
+    def _header_at(self, pgid: int, referrer: str) -> tuple[int, int, int, int]:
+        """(flags, count, overflow, end offset) of page ``pgid``, after basic checks."""
         if pgid < 2 or pgid >= self.hwm:
             raise InvalidDatabase(f"page {pgid} ({referrer}): outside the file's pages")
         offset = pgid * self.page_size
@@ -141,30 +187,19 @@ class _Checker:
         end = offset + (header.overflow + 1) * self.page_size
         if end > len(self.data):
             raise InvalidDatabase(f"page {pgid} ({referrer}): overflow past the end of the file")
-        return header.overflow, end
+        return header.flags, header.count, header.overflow, end
 
     def _check_freelist(self, pgid: int) -> None:
-        overflow, end = self._header_at(pgid, "freelist")
+        _, _, overflow, end = self._header_at(pgid, "freelist")
         self._claim(pgid, overflow, _FREELIST_PAGE, "freelist")
         for free in decode_freelist(self.data, pgid * self.page_size, end, pgid):
             self._claim(free, 0, _FREE, f"listed free in page {pgid}")
 
-    def _walk_bucket(self, root: int, name: bytes, inline: Page | None) -> None:
-        """Check one bucket's tree; ``name`` is for messages only."""
-        where = f"bucket {name!r}" if name else "root bucket"
+    def _walk_tree(self, root: int, bucket: Path) -> None:
         self.nesting += 1
         if self.nesting > MAX_NESTING:
-            raise InvalidDatabase(f"{where}: buckets nested deeper than {MAX_NESTING}")
-        try:
-            if inline is not None:
-                self._check_leaf_buckets(inline, f"inline {where}")
-            else:
-                self._walk_tree(root, where)
-        finally:
-            self.nesting -= 1
-
-    def _walk_tree(self, root: int, where: str) -> None:
-        # (page id, lower bound, upper bound, depth, referrer)
+            raise InvalidDatabase(f"bucket {bucket!r}: nested deeper than {MAX_NESTING}")
+        where = f"bucket {b'/'.join(bucket)!r}" if bucket else "root bucket"
         stack: list[tuple[int, bytes | None, bytes | None, int, str]] = [
             (root, None, None, 0, where)
         ]
@@ -172,42 +207,77 @@ class _Checker:
             pgid, low, high, depth, referrer = stack.pop()
             if depth > MAX_DEPTH:
                 raise InvalidDatabase(f"page {pgid} ({referrer}): tree deeper than {MAX_DEPTH}")
-            overflow, end = self._header_at(pgid, referrer)
+            flags, count, overflow, end = self._header_at(pgid, referrer)
             self._claim(pgid, overflow, _TREE, referrer)
+            self.info[pgid] = PageInfo(bucket, low, high)
+            if flags == LEAF_PAGE:
+                self._check_leaf(pgid, count, end, bucket)
+                continue
+            if flags != BRANCH_PAGE:
+                raise InvalidDatabase(f"page {pgid} ({referrer}): invalid type {flags:#x}")
             page = decode_page(self.data, pgid * self.page_size, end, pgid)
             keys = page.keys
-            if keys and (
-                (low is not None and keys[0] < low) or (high is not None and keys[-1] >= high)
-            ):
+            if (low is not None and keys[0] < low) or (high is not None and keys[-1] >= high):
                 raise InvalidDatabase(f"page {pgid} ({referrer}): keys outside the parent's range")
-            self.pages[pgid] = page
-            if page.is_leaf:
-                self._check_leaf_buckets(page, f"page {pgid}")
-                continue
             for i, child in enumerate(page.pgids):
                 child_low = keys[i] if i else low
                 child_high = keys[i + 1] if i + 1 < len(keys) else high
                 stack.append((child, child_low, child_high, depth + 1, f"child of page {pgid}"))
+        self.nesting -= 1
 
-    def _check_leaf_buckets(self, page: Page, where: str) -> None:
-        for key, value, flag in zip(page.keys, page.values, page.flags, strict=True):
-            if not flag & BUCKET_LEAF_FLAG:
-                continue
-            if len(value) < BUCKET_HEADER_SIZE:
-                raise InvalidDatabase(f"{where}: bucket {key!r} has a short header")
-            root, _ = decode_bucket_header(value)
-            if root != 0:
-                self._walk_bucket(root, key, None)
-                continue
-            if len(value) < BUCKET_HEADER_SIZE + PAGE_HEADER_SIZE:
-                raise InvalidDatabase(f"{where}: inline bucket {key!r} has no page")
-            try:
-                inline = decode_page(value, BUCKET_HEADER_SIZE, len(value), 0)
-            except InvalidDatabase as error:
-                raise InvalidDatabase(f"{where}: inline bucket {key!r}: {error}") from None
-            if not inline.is_leaf:
-                raise InvalidDatabase(f"{where}: inline bucket {key!r} is not a leaf")
-            self._walk_bucket(0, key, inline)
+    def _check_leaf(self, pgid: int, count: int, end: int, bucket: Path) -> None:
+        """Every element inside the page, known flags; then follow nested buckets."""
+        if count == 0:
+            return
+        start = pgid * self.page_size + PAGE_HEADER_SIZE
+        elements_end = start + count * ELEMENT_SIZE
+        if elements_end > end:
+            raise InvalidDatabase(f"page {pgid}: {count} elements do not fit in the page")
+        table = array("I")
+        table.frombytes(self.data[start:elements_end])
+        if sys.byteorder == "big":
+            table.byteswap()
+        flags, key_sizes = table[0::4], table[2::4]
+        key_at = list(map(add, range(start, elements_end, ELEMENT_SIZE), table[1::4]))
+        if (
+            min(key_sizes) == 0
+            or min(key_at) < elements_end
+            or max(map(add, map(add, key_at, key_sizes), table[3::4])) > end
+        ):
+            raise InvalidDatabase(f"page {pgid}: an element lies outside the page")
+        if max(flags) & ~BUCKET_LEAF_FLAG:
+            raise InvalidDatabase(f"page {pgid}: an element has unknown flags")
+        if not any(flags):
+            return
+        for i in (i for i, flag in enumerate(flags) if flag):
+            key_end = key_at[i] + key_sizes[i]
+            name = self.data[key_at[i] : key_end]
+            value = self.data[key_end : key_end + table[4 * i + 3]]
+            self.check_bucket_value(value, (*bucket, name), f"page {pgid}")
+
+    def check_bucket_value(self, value: bytes, bucket: Path, where: str) -> None:
+        name = bucket[-1]
+        if len(value) < BUCKET_HEADER_SIZE:
+            raise InvalidDatabase(f"{where}: bucket {name!r} has a short header")
+        root, _ = decode_bucket_header(value)
+        if root != 0:
+            self._walk_tree(root, bucket)
+            return
+        if len(value) < BUCKET_HEADER_SIZE + PAGE_HEADER_SIZE:
+            raise InvalidDatabase(f"{where}: inline bucket {name!r} has no page")
+        try:
+            inline = decode_page(value, BUCKET_HEADER_SIZE, len(value), 0)
+        except InvalidDatabase as error:
+            raise InvalidDatabase(f"{where}: inline bucket {name!r}: {error}") from None
+        if not inline.is_leaf:
+            raise InvalidDatabase(f"{where}: inline bucket {name!r} is not a leaf")
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise InvalidDatabase(f"bucket {name!r}: nested deeper than {MAX_NESTING}")
+        for key, child, flag in zip(inline.keys, inline.values, inline.flags, strict=True):
+            if flag & BUCKET_LEAF_FLAG:
+                self.check_bucket_value(child, (*bucket, key), f"inline bucket {name!r}")
+        self.nesting -= 1
 
 
 def decode_inline_page(value: bytes) -> Page:

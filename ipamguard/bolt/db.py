@@ -141,16 +141,13 @@ class DB:
 
     def commit(self, tx: Tx) -> None:
         plan = tx.prepare_commit()
-        self._write(plan, tx.snapshot.data)
+        self._write(plan, tx.snapshot.data, tx.page_size)
 
-    def _write(self, plan: CommitPlan, expected: bytes) -> None:
+    def _write(self, plan: CommitPlan, snapshot: bytes, page_size: int) -> None:
         locks.flock(self.fd, self.path, exclusive=True, timeout=self.timeout)
         started = time.perf_counter()
         try:
-            if self._read_all() != expected:
-                raise DatabaseChanged(
-                    f"{self.path} changed while preparing the write; nothing was written"
-                )
+            self._check_unchanged(snapshot, page_size)
             try:
                 for offset, data in plan.pages:
                     _pwrite_all(self.fd, data, offset)
@@ -165,6 +162,24 @@ class DB:
         finally:
             self.last_lock_hold = time.perf_counter() - started
             locks.funlock(self.fd)
+
+    def _check_unchanged(self, snapshot: bytes, page_size: int) -> None:
+        """Under the exclusive lock: is the file still the one we validated?
+
+        Every bbolt commit rewrites a meta page and never touches a page reachable
+        from the current meta, so equal meta pages (and the same file, same size)
+        mean that everything we validated is still there, byte for byte.
+        """
+        try:
+            same_file = os.path.samestat(os.fstat(self.fd), os.stat(self.path))
+            size = os.fstat(self.fd).st_size
+            metas = os.pread(self.fd, 2 * page_size, 0)
+        except OSError as error:
+            raise BoltError(f"{self.path}: {error.strerror}") from None
+        if not same_file:
+            raise DatabaseChanged(f"{self.path} was replaced; nothing was written")
+        if size != len(snapshot) or metas != snapshot[: 2 * page_size]:
+            raise DatabaseChanged(f"{self.path} changed meanwhile; nothing was written")
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

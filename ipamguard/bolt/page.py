@@ -158,36 +158,37 @@ def decode_page(buf: bytes, offset: int, end: int, pgid: int) -> Page:
     if elements_end > end or end > len(buf):
         raise InvalidDatabase(f"page {pgid}: {count} elements do not fit in the page")
     page = Page(pgid, is_leaf, header.overflow)
-    keys = page.keys
-    mv = memoryview(buf)
     start = offset + PAGE_HEADER_SIZE
+    if not is_leaf and count == 0:
+        raise InvalidDatabase(f"page {pgid}: branch page without elements")
+    if count == 0:
+        return page
+    raw = buf[start:elements_end]
+    # element i's key starts at start + 16*i + pos (pos is relative to the element)
     if is_leaf:
-        values, flags = page.values, page.flags
-        for i, (flag, pos, ksize, vsize) in enumerate(_ELEMENT.iter_unpack(mv[start:elements_end])):
-            key_at = start + i * ELEMENT_SIZE + pos
-            value_at = key_at + ksize
-            if ksize == 0 or value_at + vsize > end:
-                raise InvalidDatabase(f"page {pgid}: element {i} lies outside the page")
-            if flag & ~BUCKET_LEAF_FLAG:
-                raise InvalidDatabase(f"page {pgid}: element {i} has unknown flags {flag:#x}")
-            keys.append(bytes(mv[key_at:value_at]))
-            values.append(bytes(mv[value_at : value_at + vsize]))
-            flags.append(flag)
+        elements = list(_ELEMENT.iter_unpack(raw))
+        key_at = [start + 16 * i + e[1] for i, e in enumerate(elements)]
+        key_end = [k + e[2] for k, e in zip(key_at, elements, strict=True)]
+        value_end = [k + e[3] for k, e in zip(key_end, elements, strict=True)]
+        sizes = [e[2] for e in elements]
+        page.flags = [e[0] for e in elements]
+        if max(page.flags) & ~BUCKET_LEAF_FLAG:
+            raise InvalidDatabase(f"page {pgid}: an element has unknown flags")
+        last = max(value_end)
     else:
-        if count == 0:
-            raise InvalidDatabase(f"page {pgid}: branch page without elements")
-        children = page.pgids
-        for i, (pos, ksize, child) in enumerate(
-            _BRANCH_ELEMENT.iter_unpack(mv[start:elements_end])
-        ):
-            key_at = start + i * ELEMENT_SIZE + pos
-            if ksize == 0 or key_at + ksize > end:
-                raise InvalidDatabase(f"page {pgid}: element {i} lies outside the page")
-            keys.append(bytes(mv[key_at : key_at + ksize]))
-            children.append(child)
-    for i in range(1, len(keys)):
-        if keys[i - 1] >= keys[i]:
-            raise InvalidDatabase(f"page {pgid}: keys out of order at element {i}")
+        branch = list(_BRANCH_ELEMENT.iter_unpack(raw))
+        key_at = [start + 16 * i + e[0] for i, e in enumerate(branch)]
+        key_end = [k + e[1] for k, e in zip(key_at, branch, strict=True)]
+        sizes = [e[1] for e in branch]
+        page.pgids = [e[2] for e in branch]
+        last = max(key_end)
+    if min(sizes) == 0 or min(key_at) < elements_end or last > end:
+        raise InvalidDatabase(f"page {pgid}: an element lies outside the page")
+    page.keys = keys = [buf[a:b] for a, b in zip(key_at, key_end, strict=True)]
+    if is_leaf:
+        page.values = [buf[a:b] for a, b in zip(key_end, value_end, strict=True)]
+    if sorted(keys) != keys or len(set(keys)) != len(keys):
+        raise InvalidDatabase(f"page {pgid}: keys out of order or repeated")
     return page
 
 

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ipamguard.bolt.bucket import Bucket
-from ipamguard.bolt.check import Snapshot, decode_inline_page
+from ipamguard.bolt.check import Path, Snapshot, decode_inline_page
 from ipamguard.bolt.freelist import Freelist
 from ipamguard.bolt.page import NO_FREELIST, Page, decode_header, encode_freelist, freelist_size
-from ipamguard.errors import InvalidDatabase, TxClosed, TxNotWritable
+from ipamguard.bolt.search import search_snapshot
+from ipamguard.errors import TxClosed, TxNotWritable
 
 
 @dataclass
@@ -79,10 +80,13 @@ class Tx:
     # --- pages ------------------------------------------------------------------
 
     def page(self, pgid: int) -> Page:
-        page = self.snapshot.pages.get(pgid)
-        if page is None:
-            raise InvalidDatabase(f"page {pgid}: not a reachable branch or leaf page")
-        return page
+        return self.snapshot.page(pgid)
+
+    def search(self, needle: bytes) -> Iterator[tuple[Path, bytes, bytes]]:
+        """(bucket path, key, value) of every value element whose key or value contains
+        ``needle``, in any bucket, as of the start of this transaction; fast (a byte
+        search over the file, then only the pages that hold it are decoded)."""
+        return search_snapshot(self.snapshot, needle)
 
     def inline_page(self, value: bytes) -> Page:
         return decode_inline_page(value)

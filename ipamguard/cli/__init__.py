@@ -22,7 +22,7 @@ exit codes:
 """
 
 # Sub-command modules, in the order --help lists them.
-COMMANDS = ("dump", "release")
+COMMANDS = ("dump", "release", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"ipamguard.cli.{name}")
         module.register(subparsers)
     return parser
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage already; keep its one-line message."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,140 @@
+"""Releasing a container's allocations: what podman's deallocIPs does, and more.
+
+podman releases what the container's ``ids`` entry lists. A leak is often
+inconsistent (an IP key without ``ids`` entry, or the reverse), so the plan is
+made from the whole file: every IP key whose value is the container ID, and
+every ``ids`` entry of that ID, in the networks asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ipamguard.bolt import Tx
+from ipamguard.errors import NotFound, UsageError
+from ipamguard.ipam.model import (
+    IDS_BUCKET,
+    Allocation,
+    IdsEntry,
+    ip_from_key,
+    ip_to_key,
+    parse_ip_list,
+    printable,
+)
+
+MIN_PREFIX = 3
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    container_id: str
+    allocations: tuple[Allocation, ...]
+    ids_entries: tuple[IdsEntry, ...]
+
+    def is_empty(self) -> bool:
+        return not self.allocations and not self.ids_entries
+
+
+def plan_release(tx: Tx, wanted: str, network: str | None = None) -> ReleasePlan:
+    """Every IP key and ids entry of the container that ``wanted`` names (full ID or a
+    unique prefix), found by a byte search over the file rather than a full walk."""
+    if len(wanted) < MIN_PREFIX:
+        raise UsageError(f"container ID prefix {wanted!r} is too short (at least {MIN_PREFIX})")
+    needle = wanted.encode()
+    allocations: list[Allocation] = []
+    entries: list[IdsEntry] = []
+    for path, key, value in tx.search(needle):
+        if len(path) != 2 or (network is not None and printable(path[0]) != network):
+            continue
+        name, child = printable(path[0]), path[1]
+        if child == IDS_BUCKET and key.startswith(needle):
+            ips = parse_ip_list(value)
+            entries.append(IdsEntry(name, printable(key), ips if ips is not None else ()))
+        elif child != IDS_BUCKET and value.startswith(needle):
+            ip = ip_from_key(key)
+            if ip is not None:
+                allocations.append(Allocation(name, printable(child), ip, printable(value)))
+    known = {a.container_id for a in allocations} | {e.container_id for e in entries}
+    if network is not None and tx.bucket(network.encode()) is None:
+        raise NotFound(f"network {network!r} has no bucket in the database")
+    if not known:
+        where = f" in network {network}" if network else ""
+        raise NotFound(f"no allocation of container {wanted}{where} in the database")
+    container_id = wanted if wanted in known else _unique(wanted, known)
+    return ReleasePlan(
+        container_id,
+        tuple(a for a in allocations if a.container_id == container_id),
+        tuple(e for e in entries if e.container_id == container_id),
+    )
+
+
+def _unique(wanted: str, known: set[str]) -> str:
+    if len(known) > 1:
+        raise UsageError(f"container ID prefix {wanted!r} is ambiguous: {', '.join(sorted(known))}")
+    return known.pop()
+
+
+def apply_release(tx: Tx, plan: ReleasePlan) -> None:
+    """Delete the plan's keys in ``tx`` (the same snapshot the plan was made from)."""
+    for allocation in plan.allocations:
+        network = tx.bucket(allocation.network.encode())
+        subnet = network.bucket(allocation.subnet.encode()) if network else None
+        key = ip_to_key(allocation.ip)
+        if subnet is None or subnet.get(key) != allocation.container_id.encode():
+            raise AssertionError(f"allocation moved under the plan: {allocation}")
+        subnet.delete(key)
+    for entry in plan.ids_entries:
+        network = tx.bucket(entry.network.encode())
+        ids = network.bucket(IDS_BUCKET) if network else None
+        if ids is None or ids.get(entry.container_id.encode()) is None:
+            raise AssertionError(f"ids entry moved under the plan: {entry}")
+        ids.delete(entry.container_id.encode())
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    plan: ReleasePlan
+    written: bool
+    txid: int  # the transaction the plan was made from (or written as)
+    lock_hold: float  # seconds the exclusive db flock was held
+    network_locks: tuple[str, ...]
+
+
+def release_container(
+    db_path: str,
+    container: str,
+    network: str | None,
+    *,
+    dry_run: bool,
+    lock_paths: tuple[str, ...],
+    timeout: float,
+    confirm: Callable[[ReleasePlan], None] | None = None,
+) -> ReleaseResult:
+    """Release every allocation of ``container`` under podman's locks, in one write tx.
+
+    The plan is made from a validated copy of the file; ``confirm`` (if given)
+    sees it before anything is locked for writing; the write happens under the
+    network lock(s) and the db flock, and only if the file is still exactly the
+    file the plan was made from (otherwise the plan is made again).
+    """
+    from ipamguard.bolt import DB
+    from ipamguard.locks import network_locks
+
+    with DB.open(db_path, readonly=dry_run, timeout=timeout) as db:
+        with db.view() as tx:
+            plan = plan_release(tx, container, network)
+            txid = tx.txid
+        if dry_run:
+            return ReleaseResult(plan, False, txid, 0.0, ())
+        if confirm is not None:
+            confirm(plan)
+        with network_locks(list(lock_paths), timeout) as taken:
+
+            def work(tx: Tx) -> tuple[ReleasePlan, int]:
+                fresh = plan_release(tx, plan.container_id, network)
+                apply_release(tx, fresh)
+                return fresh, tx.txid
+
+            written, txid = db.transact(work)
+        return ReleaseResult(written, True, txid, db.last_lock_hold, tuple(taken))
