@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     def ask(plan: ReleasePlan) -> None:
         _print_plan(plan, "will release", sys.stderr)
-        confirm(f"Release {len(plan.allocations)} allocation(s)?", args.yes or args.json)
+        confirm(f"Release {len(plan.allocations)} allocation(s)?", assume_yes=False)
 
     if args.json and not args.yes and not args.dry_run:
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         lock_paths=ROOTFUL_NETWORK_LOCKS,
         timeout=args.lock_timeout,
-        confirm=ask,
+        confirm=None if args.yes else ask,
     )
     plan = result.plan
     if args.json:

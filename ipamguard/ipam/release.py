@@ -122,17 +122,18 @@ def release_container(
     from ipamguard.locks import network_locks
 
     with DB.open(db_path, readonly=dry_run, timeout=timeout) as db:
-        with db.view() as tx:
-            plan = plan_release(tx, container, network)
-            txid = tx.txid
-        if dry_run:
-            return ReleaseResult(plan, False, txid, 0.0, ())
-        if confirm is not None:
+        if dry_run or confirm is not None:
+            with db.view() as tx:
+                plan = plan_release(tx, container, network)
+                txid = tx.txid
+            if dry_run:
+                return ReleaseResult(plan, False, txid, 0.0, ())
             confirm(plan)
+            container = plan.container_id  # what was confirmed, not a prefix again
         with network_locks(list(lock_paths), timeout) as taken:
 
             def work(tx: Tx) -> tuple[ReleasePlan, int]:
-                fresh = plan_release(tx, plan.container_id, network)
+                fresh = plan_release(tx, container, network)
                 apply_release(tx, fresh)
                 return fresh, tx.txid
 
