@@ -1,0 +1,973 @@
+"""A real rootful podman (and optionally journald) in private namespaces.
+
+``Sandbox`` starts one long-lived process in new mount, network, pid and cgroup
+namespaces and makes every default path that podman, netavark, runc and journald
+use a private tmpfs (or a private copy) inside them, so that the real paths
+(``/run/containers/networks/ipam.db``, ``/etc/containers/networks``,
+``/run/podman/podman.sock``, ...) can be used unchanged and the host is never
+touched: no bridges, firewall rules, processes, files or cgroups outlive it.
+
+Layout inside the sandbox (everything else is the host's, e.g. ``/tmp``, ``/work``):
+
+- ``/run``: a fresh tmpfs (covers /run/containers, /run/libpod, /run/podman,
+  /run/lock, /run/netns, /run/runc, /run/systemd, /run/log/journal, /run/dbus).
+- ``/var/lib``: an overlay of the host's /var/lib with a tmpfs upper layer (so that
+  mount points can be created without touching the host), with tmpfs on
+  ``/var/lib/containers`` (podman's overlay driver cannot sit on overlayfs).
+- ``/etc/containers``: a bind-mounted copy of the host's with our containers.conf
+  (CONTAINERS_CONF) and without networks/, containers.conf.d/ and storage.conf;
+  ``/etc/cni``, ``/var/tmp``, ``/dev/shm`` (podman's SHM locks) and
+  ``/var/log/journal`` (if present): tmpfs.
+- ``/sys``: a sysfs of the sandbox's network namespace (its own /sys/class/net) with
+  fresh cgroup mounts whose root is the sandbox's cgroup (cgroup namespace), so that
+  podman's ``/libpod_parent/...`` cgroups land below the sandbox's cgroup on the host
+  and are removed with it.
+
+Pid 1 of the sandbox is a small reaper (orphaned conmon/podman processes must be
+reaped, or podman sees zombie conmons as alive); killing it kills everything inside.
+Commands enter with ``nsenter`` (run(), popen()); the host reaches files and sockets
+inside through ``/proc/PID/root`` (host_path(), api_url for podman-py). Stop what
+popen() started with signal(), never Popen.kill(): see signal().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_DIR = REPO_ROOT / "tests" / ".cache"
+
+IMAGE = "localhost/bb"
+IPAM_DB = "/run/containers/networks/ipam.db"
+NETWORK_CONFIG_DIR = "/etc/containers/networks"
+PODMAN_SOCKET = "/run/podman/podman.sock"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+JOURNALD = "/lib/systemd/systemd-journald"
+BUSYBOX = "/bin/busybox"
+BUSYBOX_APPLETS = (
+    "sh", "ash", "sleep", "cat", "ls", "echo", "true", "false", "env", "id", "ps",
+    "ip", "hostname", "kill", "mkdir", "rm", "touch", "grep", "wc", "head", "tail",
+)  # fmt: skip
+
+CONTAINERS_CONF = """\
+# written by tests/e2e/sandbox.py
+[containers]
+# this machine cannot raise rlimits: podman's defaults (1048576) fail
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+# crun cannot run on a cgroup v1/hybrid host
+runtime = "runc"
+# no systemd as PID 1: libpod_parent/... below the sandbox's cgroup namespace
+cgroup_manager = "cgroupfs"
+# no journald unless a test starts one: keep events in /run/libpod/events
+events_logger = "file"
+
+[network]
+# the host's /etc/cni/net.d must not make podman pick CNI
+network_backend = "netavark"
+"""
+
+# /run/systemd/journald.conf.d/sandbox.conf: keep the host's kernel log and ttys out
+JOURNALD_CONF = """\
+[Journal]
+ReadKMsg=no
+ForwardToKMsg=no
+ForwardToWall=no
+ForwardToConsole=no
+ForwardToSyslog=no
+"""
+
+# Tools the sandbox needs on the host; see missing_requirements().
+REQUIRED_TOOLS = ("podman", "runc", "unshare", "nsenter", "setpriv", "ip", "mount", "tar")
+
+_counter = itertools.count()
+
+
+class SandboxError(AssertionError):
+    """A command in the sandbox failed, or the sandbox could not start or stop."""
+
+
+def missing_requirements() -> str | None:
+    """Why a sandbox cannot run on this machine, or None if it can."""
+    if sys.platform != "linux":
+        return "the e2e sandbox needs Linux"
+    if os.geteuid() != 0:
+        return "the e2e sandbox needs root (rootful podman, namespaces)"
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"missing tools for the e2e sandbox: {', '.join(missing)}"
+    for path in ("/etc/containers", "/var/lib", "/var/tmp", "/dev/shm"):
+        if not os.path.isdir(path):
+            return f"{path} is missing (the sandbox covers it, never creates it on the host)"
+    if not _is_static_elf(Path(BUSYBOX)):
+        return f"{BUSYBOX} is missing or not statically linked (apt-get install busybox-static)"
+    return None
+
+
+def _is_static_elf(path: Path) -> bool:
+    """True if path is an ELF executable without a program interpreter (PT_INTERP)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:  # 64-bit little endian only
+        return False
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        (p_type,) = struct.unpack_from("<I", data, phoff + i * phentsize)
+        if p_type == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def busybox_image_tar() -> Path:
+    """tests/.cache/bb.tar: a root filesystem with busybox and its applets (built once)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    ignore = CACHE_DIR / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    tar = CACHE_DIR / "bb.tar"
+    busybox = Path(BUSYBOX)
+    if tar.exists() and tar.stat().st_mtime >= busybox.stat().st_mtime:
+        return tar
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        for name in ("etc", "tmp", "proc", "sys", "dev"):
+            (rootfs / name).mkdir()
+        shutil.copy2(busybox, rootfs / "bin" / "busybox")
+        for applet in BUSYBOX_APPLETS:
+            (rootfs / "bin" / applet).symlink_to("busybox")
+        (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
+        (rootfs / "etc" / "group").write_text("root:x:0:\n")
+        partial = Path(tmp) / "bb.tar"
+        subprocess.run(
+            ["tar", "--owner=0", "--group=0", "-C", str(rootfs), "-cf", str(partial), "."],
+            check=True,
+        )
+        os.replace(partial, tar)  # atomic: parallel sessions may build it too
+    return tar
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    mountpoint: str  # on the host, e.g. /sys/fs/cgroup/memory
+    fstype: str  # cgroup or cgroup2
+    options: str  # mount options for a fresh mount inside the sandbox
+    sandbox_dir: Path  # the sandbox's cgroup on the host
+
+    @property
+    def procs(self) -> Path:
+        """cgroup.procs of the leaf that all sandbox processes live in."""
+        return self.sandbox_dir / "init" / "cgroup.procs"
+
+
+def _mountinfo() -> list[tuple[str, str, str, str, str]]:
+    """(root, mountpoint, fstype, source, super options) of every mount, in mount order."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, _, post = line.partition(" - ")
+        fields = pre.split()
+        fstype, source, superopts = post.split(" ", 2)
+        unescape = _unescape_mountinfo
+        out.append((unescape(fields[3]), unescape(fields[4]), fstype, source, superopts))
+    return out
+
+
+def _unescape_mountinfo(s: str) -> str:
+    return s.encode().decode("unicode_escape") if "\\" in s else s
+
+
+def _own_cgroups() -> tuple[dict[frozenset[str], str], str | None]:
+    """The cgroup of this process: v1 by controller set, and the v2 path (or None)."""
+    v1: dict[frozenset[str], str] = {}
+    v2 = None
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        if hid == "0" and controllers == "":
+            v2 = path
+        else:
+            v1[frozenset(controllers.split(","))] = path
+    return v1, v2
+
+
+def _cgroup_hierarchies(name: str) -> list[_Hierarchy]:
+    """Where to put the sandbox's cgroup in each mounted hierarchy.
+
+    v1: below this process's own cgroup (memory limits of the caller keep applying).
+    v2: at the root of the hierarchy, where controllers can be delegated (a cgroup
+    with processes cannot enable controllers for its children).
+    """
+    own_v1, own_v2 = _own_cgroups()
+    out = []
+    for root, mountpoint, fstype, _source, superopts in _mountinfo():
+        if fstype not in ("cgroup", "cgroup2") or not mountpoint.startswith("/sys/"):
+            continue
+        opts = [
+            o
+            for o in superopts.split(",")
+            if o not in ("rw", "ro", "nsdelegate") and not o.startswith("release_agent=")
+        ]
+        if fstype == "cgroup":
+            keys = set(opts)
+            own = next((p for c, p in own_v1.items() if c <= keys), None)
+            if own is None:
+                continue
+        else:
+            own = "/"
+        if not (own + "/").startswith(root.rstrip("/") + "/"):
+            continue  # our cgroup is not visible in this mount
+        parent = Path(mountpoint) / os.path.relpath(own, root)
+        out.append(_Hierarchy(mountpoint, fstype, ",".join(opts), parent / name))
+    if own_v2 is None and not out:
+        raise SandboxError("no cgroup hierarchy found under /sys")
+    return out
+
+
+def _make_cgroup(h: _Hierarchy) -> None:
+    for d in (h.sandbox_dir, h.sandbox_dir / "init"):
+        d.mkdir()
+        if h.fstype != "cgroup":
+            continue
+        for knob in ("cpuset.cpus", "cpuset.mems"):  # v1 cpuset: empty until copied
+            mine = d / knob
+            if mine.exists() and not mine.read_text().strip():
+                mine.write_text((d.parent / knob).read_text())
+
+
+def _remove_cgroup_tree(top: Path, timeout: float = 5.0) -> list[str]:
+    """rmdir top and everything below it, deepest first; returns what could not go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        if top.exists():
+            dirs = sorted(
+                (Path(d) for d, _, _ in os.walk(top)), key=lambda p: len(p.parts), reverse=True
+            )
+            for d in dirs:
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    left.append(f"{d}: {e.strerror}")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)  # killed processes may still be leaving the cgroup
+
+
+def _cleanup_stale_cgroups(hierarchies: Sequence[_Hierarchy]) -> None:
+    """Remove empty cgroups of sandboxes whose creating process is gone (a killed run)."""
+    for h in hierarchies:
+        with contextlib.suppress(OSError):
+            for d in h.sandbox_dir.parent.glob("ipamguard-e2e-*"):
+                pid = d.name.split("-")[2]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    _remove_cgroup_tree(d, timeout=0)
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+def _setup_script(hierarchies: Sequence[_Hierarchy]) -> str:
+    """The shell script that pid 1 of the sandbox runs before becoming the reaper."""
+    q = shlex.quote
+    lines = [
+        "set -eu",
+        # first: /run (mount(8) may write /run/mount/utab; nothing may reach the host's)
+        "mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run",
+        "ip link set lo up",
+        # /sys of this netns, cgroups of this cgroupns
+        "mount -t sysfs -o nosuid,nodev,noexec sysfs /sys",
+    ]
+    cgroup_mounts = {h.mountpoint: h for h in hierarchies}
+    for _root, mountpoint, fstype, source, superopts in _mountinfo():
+        if not mountpoint.startswith("/sys/"):
+            continue
+        if mountpoint in cgroup_mounts:
+            h = cgroup_mounts[mountpoint]
+            opts = f"-o {q(h.options)}" if h.options else ""
+            lines += [
+                f"mkdir -p {q(mountpoint)}",
+                f"mount -t {h.fstype} {opts} cgroup {q(mountpoint)}",
+                f"echo 1 > {q(mountpoint)}/init/cgroup.procs",
+            ]
+        elif fstype == "tmpfs" and mountpoint == "/sys/fs/cgroup":
+            lines.append(f"mount -t tmpfs -o {q(superopts)} tmpfs /sys/fs/cgroup")
+        elif fstype not in ("cgroup", "cgroup2", "sysfs"):
+            # securityfs, bpf, tracefs, ...: best effort
+            lines.append(f"mount -t {q(fstype)} {q(source)} {q(mountpoint)} 2>/dev/null || true")
+    lines += [
+        # /run (mounted above): podman, netavark, runc, journald keep their state there
+        "mkdir -m 1777 /run/lock",
+        # podman's SHM lock manager keeps /dev/shm/libpod_lock: never share it
+        "mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm",
+        "mkdir -p /run/user /run/.sandbox/varlib-upper /run/.sandbox/varlib-work",
+        # /etc/containers: a private copy with our containers.conf
+        "mkdir /run/.sandbox/etc-containers",
+        "cp -a /etc/containers/. /run/.sandbox/etc-containers/",
+        # ...without the host's networks, drop-ins and storage.conf (it may point
+        # graphroot anywhere on the host)
+        "cd /run/.sandbox/etc-containers",
+        "rm -rf networks containers.conf.d storage.conf",
+        'printf %s "$SANDBOX_CONTAINERS_CONF" > containers.conf',
+        "cd /",
+        "mount --bind /run/.sandbox/etc-containers /etc/containers",
+        # /var/lib: writable overlay (mount points without touching the host)
+        "mount -t overlay overlay -o lowerdir=/var/lib,upperdir=/run/.sandbox/varlib-upper,"
+        "workdir=/run/.sandbox/varlib-work /var/lib",
+        "mkdir -p /var/lib/containers /var/lib/cni",
+        "mount -t tmpfs -o mode=700 tmpfs /var/lib/containers",
+        "mount -t tmpfs -o mode=1777 tmpfs /var/tmp",
+        "if [ -d /etc/cni ]; then mount -t tmpfs tmpfs /etc/cni; mkdir /etc/cni/net.d; fi",
+        "if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi",
+        "for d in /root/.config/containers /root/.local/share/containers; do"
+        ' if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi; done',
+        'exec "$SANDBOX_PYTHON" -c "$SANDBOX_REAPER"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# Pid 1 of the sandbox: reap every orphan (conmon, podman service, ...), forever.
+_REAPER = """\
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+while True:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    signal.sigwait({signal.SIGCHLD})
+"""
+
+
+@dataclass(frozen=True)
+class StorageRoot:
+    """A second libpod instance: ``podman --root ROOT --runroot RUNROOT``."""
+
+    name: str
+    root: str
+    runroot: str
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        return ("--root", self.root, "--runroot", self.runroot)
+
+
+@dataclass
+class _Daemon:
+    proc: subprocess.Popen[bytes]
+    log: str  # path inside the sandbox
+
+
+class Sandbox:
+    """A private rootful podman; see the module docstring. Use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        image: bool = True,
+        containers_conf: str = CONTAINERS_CONF,
+        start_timeout: float = 30.0,
+    ) -> None:
+        """image: import localhost/bb; containers_conf: /etc/containers/containers.conf."""
+        self.image = image
+        self.containers_conf = containers_conf
+        self.start_timeout = start_timeout
+        self.name = f"ipamguard-e2e-{os.getpid()}-{next(_counter)}-{int(time.time())}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._hierarchies: list[_Hierarchy] = []
+        self._daemons: dict[str, _Daemon] = {}
+        self._roots: dict[str, StorageRoot] = {}
+        self._popened: list[subprocess.Popen[Any]] = []
+        self.timings: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int:
+        """Host pid of the sandbox's pid 1."""
+        if self._pid is None:
+            raise SandboxError("sandbox is not running")
+        return self._pid
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        reason = missing_requirements()
+        if reason:
+            raise SandboxError(reason)
+        self._hierarchies = _cgroup_hierarchies(self.name)
+        _cleanup_stale_cgroups(self._hierarchies)
+        try:
+            for h in self._hierarchies:
+                _make_cgroup(h)
+            self._spawn()
+            self.timings["namespaces"] = time.monotonic() - t0
+            if self.image:
+                self.podman("import", "--quiet", str(busybox_image_tar()), IMAGE)
+        except BaseException:
+            self.close()
+            raise
+        self.timings["start"] = time.monotonic() - t0
+
+    def _spawn(self) -> None:
+        join = [str(h.sandbox_dir / "cgroup.procs") for h in self._hierarchies]
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "SANDBOX_CONTAINERS_CONF": self.containers_conf,
+            "SANDBOX_PYTHON": sys.executable,
+            "SANDBOX_REAPER": _REAPER,
+        }
+        argv = [
+            *_join_cgroups_prefix(join),
+            # the sandbox dies with this process's thread, and with unshare
+            "setpriv", "--pdeathsig", "KILL",
+            "unshare", "--mount", "--net", "--pid", "--cgroup", "--fork", "--kill-child=KILL",
+            "--mount-proc", "--propagation", "private",
+            "sh", "-c", _setup_script(self._hierarchies),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd="/",
+        )
+        assert self._proc.stdout is not None
+        line = _readline(self._proc.stdout, self.start_timeout)
+        if line != b"ready\n":
+            self._proc.kill()
+            _, err = self._proc.communicate()
+            raise SandboxError(
+                f"sandbox did not start (rc={self._proc.returncode}, stdout={line!r}):\n"
+                f"{err.decode(errors='replace')}"
+            )
+        children = Path(f"/proc/{self._proc.pid}/task/{self._proc.pid}/children").read_text()
+        self._pid = int(children.split()[0])
+        # unshare too: on cgroup v2 the sandbox's root cgroup must hold no process,
+        # or podman/runc cannot enable controllers for /libpod_parent below it
+        for h in self._hierarchies:
+            h.procs.write_text(str(self._proc.pid))
+
+    def close(self) -> None:
+        """Kill everything in the sandbox and remove its cgroups; raise on leftovers."""
+        t0 = time.monotonic()
+        problems = []
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)  # pid 1 of the pid namespace: all die
+        self._daemons.clear()
+        for proc in self._popened:  # daemons too: nsenter exits once its child died
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                problems.append(f"{proc.args!r}: still running")
+        self._popened.clear()
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            for stream in (self._proc.stdout, self._proc.stderr):
+                if stream is not None:
+                    stream.close()
+        for h in self._hierarchies:
+            problems += _remove_cgroup_tree(h.sandbox_dir)
+        self._pid = None
+        self._proc = None
+        self._hierarchies = []
+        self.timings["close"] = time.monotonic() - t0
+        if problems:
+            raise SandboxError("sandbox left cgroups behind:\n" + "\n".join(problems))
+
+    # ----------------------------------------------------------------- commands
+
+    def host_path(self, path: str | os.PathLike[str]) -> Path:
+        """The host's view of a path inside the sandbox (via /proc/PID/root)."""
+        return Path(f"/proc/{self.pid}/root") / os.fspath(path).lstrip("/")
+
+    def _command(self, argv: Sequence[str], cwd: str) -> list[str]:
+        if not argv:
+            raise ValueError("empty command")
+        return [
+            *_join_cgroups_prefix([str(h.procs) for h in self._hierarchies]),
+            "nsenter", f"--target={self.pid}", "--mount", "--net", "--pid", "--cgroup",
+            f"--wdns={cwd}", "--", *map(os.fspath, argv),
+        ]  # fmt: skip
+
+    def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:"
+            "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/var/tmp",
+        }
+        if extra:
+            env.update(extra)
+        return env
+
+    def run(
+        self,
+        *argv: str | os.PathLike[str],
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120.0,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the sandbox (as root, in all its namespaces).
+
+        Text mode, output captured. With check (default) a non-zero exit raises a
+        SandboxError (an AssertionError) showing argv, rc, stdout and stderr. On
+        timeout the command and everything in its process group is killed.
+        """
+        args = [os.fspath(a) for a in argv]
+        proc = subprocess.Popen(
+            self._command(args, cwd),
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self._env(env),
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(proc, signal.SIGKILL)
+            try:
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:  # e.g. a grandchild keeps the pipes open
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+            raise SandboxError(
+                f"timed out after {timeout}s: {shlex.join(args)}\n"
+                f"--- stdout\n{out}--- stderr\n{err}"
+            ) from None
+        result = subprocess.CompletedProcess(args, proc.returncode, out, err)
+        if check and result.returncode != 0:
+            raise SandboxError(
+                f"command failed in sandbox: {shlex.join(args)}\nrc={result.returncode}\n"
+                f"--- stdout\n{out}--- stderr\n{err}"
+            )
+        return result
+
+    def popen(
+        self,
+        *argv: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+        **kw: Any,
+    ) -> subprocess.Popen[Any]:
+        """Start a command inside the sandbox in the background (own process group).
+
+        Stop it with ``sandbox.signal(proc, sig)``, not proc.kill(); it dies with the
+        sandbox anyway.
+        """
+        proc = subprocess.Popen(
+            self._command([os.fspath(a) for a in argv], cwd),
+            env=self._env(env),
+            start_new_session=True,
+            **kw,
+        )
+        self._popened.append(proc)
+        return proc
+
+    def signal(self, proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
+        """Send sig to what a run()/popen() started *inside* the sandbox.
+
+        Never signal the Popen itself (nsenter, in the host's pid namespace): it
+        dies at once and its child is then reparented to the host's init, not to
+        the sandbox's. Signalled this way, nsenter exits with (and reaps) its child.
+        """
+        deadline = time.monotonic() + 2.0
+        while proc.poll() is None:
+            inside = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
+            if inside:
+                for pid in inside:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+                return
+            if time.monotonic() > deadline:  # nsenter never forked: nothing inside
+                proc.send_signal(sig)
+                return
+            time.sleep(0.01)
+
+    def podman(
+        self, *args: str, root: StorageRoot | None = None, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """``podman ARGS`` in the sandbox (``root``: a second storage root)."""
+        return self.run("podman", *(root.args if root else ()), *args, **kw)
+
+    def ipamguard(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """``python3 -m ipamguard ARGS`` in the sandbox, from this checkout.
+
+        sys.executable of the test process: the same venv / site-packages.
+        """
+        env = {"PYTHONPATH": str(REPO_ROOT), **kw.pop("env", {})}
+        return self.run(sys.executable, "-m", "ipamguard", *args, env=env, **kw)
+
+    def ipamguard_popen(self, *args: str, **kw: Any) -> subprocess.Popen[Any]:
+        """``python3 -m ipamguard ARGS`` in the background (e.g. the daemon)."""
+        env = {"PYTHONPATH": str(REPO_ROOT), **kw.pop("env", {})}
+        return self.popen(sys.executable, "-m", "ipamguard", *args, env=env, **kw)
+
+    def read_file(self, path: str) -> bytes:
+        return self.host_path(path).read_bytes()
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Overwrite in place (same inode, like ``cp`` onto an existing file)."""
+        with open(self.host_path(path), "r+b" if self.host_path(path).exists() else "wb") as f:
+            f.write(data)
+            f.truncate()
+
+    # ----------------------------------------------------------------- podman helpers
+
+    def network_create(self, name: str, subnet: str, *args: str) -> None:
+        self.podman("network", "create", "--subnet", subnet, *args, name)
+
+    def container_id(self, name: str, root: StorageRoot | None = None) -> str:
+        return self.podman("inspect", "--format", "{{.Id}}", name, root=root).stdout.strip()
+
+    def stage_leak(
+        self, name: str, network: str, ip: str, *, root: StorageRoot | None = None
+    ) -> str:
+        """The seed incident: ``ip`` on ``network`` stays allocated to a removed container.
+
+        ``podman run -d --name NAME --network NET --ip IP``, copy ipam.db aside,
+        ``podman rm -f -t0 NAME``, copy it back. Returns the (gone) container's ID.
+        """
+        return self._stage(name, ["--network", network, "--ip", ip], root)
+
+    def stage_leak_multi(
+        self, name: str, ips: Mapping[str, str], *, root: StorageRoot | None = None
+    ) -> str:
+        """Like stage_leak with one static IP on each of several networks {net: ip}.
+
+        podman 4.3 syntax: ``--network NET1:ip=IP1 --network NET2:ip=IP2``
+        (``--ip`` is refused with more than one network).
+        """
+        net_args = []
+        for network, ip in ips.items():
+            net_args += ["--network", f"{network}:ip={ip}"]
+        return self._stage(name, net_args, root)
+
+    def _stage(self, name: str, net_args: Sequence[str], root: StorageRoot | None) -> str:
+        cid = self.podman(
+            "run", "-d", "--name", name, *net_args, IMAGE, "sleep", "1000", root=root
+        ).stdout.strip()
+        saved = self.read_file(IPAM_DB)
+        self.podman("rm", "-f", "-t0", name, root=root)
+        self.write_file(IPAM_DB, saved)
+        return cid
+
+    def second_root(self, name: str) -> StorageRoot:
+        """A second libpod instance (own --root/--runroot, shared ipam.db), with the image."""
+        if name in self._roots:
+            return self._roots[name]
+        sr = StorageRoot(
+            name, f"/var/lib/containers/{name}/storage", f"/run/containers/{name}/storage"
+        )
+        archive = "/var/tmp/bb-image.tar"
+        if not self.host_path(archive).exists():
+            self.podman("save", "--quiet", "-o", archive, IMAGE)
+        self.podman("load", "--quiet", "-i", archive, root=sr)
+        self._roots[name] = sr
+        return sr
+
+    # ----------------------------------------------------------------- podman API
+
+    @property
+    def api_socket(self) -> str:
+        """The API socket as a host path (AF_UNIX path sockets work across netns)."""
+        return str(self.host_path(PODMAN_SOCKET))
+
+    @property
+    def api_url(self) -> str:
+        """base_url for podman-py from the test process, e.g. unix:///proc/N/root/run/..."""
+        return "unix://" + self.api_socket
+
+    def start_podman_service(self, timeout: float = 20.0) -> None:
+        """``podman system service --time=0 unix:///run/podman/podman.sock``; wait for _ping."""
+        if "podman" in self._daemons:
+            return
+        self.run("mkdir", "-p", os.path.dirname(PODMAN_SOCKET))
+        self._start_daemon(
+            "podman", ["podman", "system", "service", "--time=0", f"unix://{PODMAN_SOCKET}"]
+        )
+        self._wait("podman API _ping", timeout, self.api_ping, "podman")
+
+    def api_ping(self) -> bool:
+        try:
+            status, body = self.api_get("/v4.0.0/libpod/_ping", timeout=2)
+        except OSError:
+            return False
+        return status == 200 and body == b"OK"
+
+    def api_get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        conn = _UnixHTTPConnection(self.api_socket, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": "d"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def podman_client(self, **kw: Any) -> Any:
+        """A podman-py ``PodmanClient`` on the sandbox's API socket (service must run)."""
+        import podman
+
+        return podman.PodmanClient(base_url=self.api_url, **kw)
+
+    def stop_podman_service(self) -> None:
+        self._stop_daemon("podman")
+        with contextlib.suppress(FileNotFoundError):
+            self.host_path(PODMAN_SOCKET).unlink()
+
+    # ----------------------------------------------------------------- journald
+
+    def start_journald(self, timeout: float = 10.0) -> None:
+        """Start systemd-journald in the sandbox; wait for /run/systemd/journal/socket."""
+        if "journald" in self._daemons:
+            return
+        conf = self.host_path("/run/systemd/journald.conf.d")
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "sandbox.conf").write_text(JOURNALD_CONF)
+        # its own messages go to its log, not to the host's kernel log (/dev/kmsg)
+        self._start_daemon("journald", [JOURNALD], env={"SYSTEMD_LOG_TARGET": "console"})
+        sock = self.host_path(JOURNAL_SOCKET)
+        self._wait("journald socket", timeout, sock.exists, "journald")
+
+    def stop_journald(self) -> None:
+        self._stop_daemon("journald")
+
+    def journal_send(self, message: str, **fields: str) -> None:
+        """Send one entry in journald's native protocol (from the host, over the socket)."""
+        payload = _journal_native({"MESSAGE": message, **fields})
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(payload, str(self.host_path(JOURNAL_SOCKET)))
+
+    def journal_entries(self, *args: str, **match: str) -> list[dict[str, Any]]:
+        """``journalctl -o json`` in the sandbox, FIELD=VALUE matches, after a --sync."""
+        self.run("journalctl", "--sync")
+        res = self.run(
+            "journalctl", "-o", "json", "--no-pager", *args,
+            *(f"{k}={v}" for k, v in match.items()),
+            check=False,
+        )  # fmt: skip
+        if res.returncode != 0 and "No entries" not in res.stdout + res.stderr:
+            raise SandboxError(f"journalctl failed: rc={res.returncode}\n{res.stderr}")
+        return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+    def wait_journal(self, timeout: float = 10.0, **match: str) -> list[dict[str, Any]]:
+        """Poll journal_entries(**match) until it is not empty."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = self.journal_entries(**match)
+            if entries or time.monotonic() > deadline:
+                return entries
+            time.sleep(0.1)
+
+    # ----------------------------------------------------------------- daemons
+
+    def _start_daemon(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> None:
+        log = f"/run/.sandbox/{name}.log"
+        proc = self.popen(
+            "sh",
+            "-c",
+            'log=$1; shift; exec "$@" >"$log" 2>&1',
+            "sh",
+            log,
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self._daemons[name] = _Daemon(proc, log)
+
+    def _stop_daemon(self, name: str, timeout: float = 10.0) -> None:
+        daemon = self._daemons.pop(name, None)
+        if daemon is None:
+            return
+        self.signal(daemon.proc, signal.SIGTERM)
+        try:
+            daemon.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(daemon.proc, signal.SIGKILL)
+            daemon.proc.wait()
+
+    def daemon_log(self, name: str) -> str:
+        daemon = self._daemons.get(name)
+        path = daemon.log if daemon else f"/run/.sandbox/{name}.log"
+        try:
+            return self.host_path(path).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _wait(self, what: str, timeout: float, ready: Any, daemon: str) -> None:
+        deadline = time.monotonic() + timeout
+        proc = self._daemons[daemon].proc
+        while not ready():
+            if proc.poll() is not None:
+                raise SandboxError(
+                    f"{what}: {daemon} exited (rc={proc.returncode}):\n{self.daemon_log(daemon)}"
+                )
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"{what}: not ready after {timeout}s:\n{self.daemon_log(daemon)}"
+                )
+            time.sleep(0.05)
+
+    # ----------------------------------------------------------------- leftovers
+
+    @property
+    def cgroup_dirs(self) -> list[Path]:
+        """The sandbox's cgroups on the host (one per hierarchy), removed by close()."""
+        return [h.sandbox_dir for h in self._hierarchies]
+
+    def host_pids(self) -> set[int]:
+        """Host pids of every process in the sandbox's pid namespace (pid 1 included)."""
+        ns = os.readlink(f"/proc/{self.pid}/ns/pid")
+        return _pids_in_pidns(ns)
+
+    def processes(self) -> list[str]:
+        """``ps`` inside the sandbox: command lines of every process but pid 1."""
+        out = []
+        for entry in self.host_path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != "1":
+                with contextlib.suppress(OSError):
+                    cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+                    if not cmd:  # exiting or zombie
+                        cmd = b"[" + (entry / "comm").read_bytes().strip() + b"]"
+                    out.append(f"{entry.name} {cmd.decode(errors='replace')}")
+        return out
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids of the living (not zombie) processes of process group pgid."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()  # state ppid pgrp ...
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry))
+    return pids
+
+
+def _pids_in_pidns(ns: str) -> set[int]:
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    pids.add(int(entry))
+    return pids
+
+
+def _join_cgroups_prefix(procs_files: Sequence[str]) -> list[str]:
+    """argv prefix: move this process into the given cgroups, then exec the rest."""
+    return [
+        "sh",
+        "-c",
+        'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1"; shift; n=$((n-1)); done; exec "$@"',
+        "sh",
+        str(len(procs_files)),
+        *procs_files,
+    ]
+
+
+def _readline(stream: Any, timeout: float) -> bytes:
+    """One line from a pipe, or what came before EOF/timeout."""
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while not buf.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                break
+            chunk = os.read(stream.fileno(), 1)
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self._path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+def _journal_native(fields: Mapping[str, str]) -> bytes:
+    """journald's native protocol: KEY=value lines, binary-safe form for multi-line values."""
+    out = bytearray()
+    for key, value in fields.items():
+        data = value.encode()
+        if b"\n" in data:
+            out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return bytes(out)
+
+
+def host_links() -> set[str]:
+    """Names of the host's network links (to show nothing leaked out)."""
+    return {p.name for p in Path("/sys/class/net").iterdir()}
