@@ -152,8 +152,7 @@ def _json(
 def _print_report(report: DoctorReport, out: Any) -> None:
     networkd = report.networkd
     state = {True: "running", False: "not running", None: "unknown"}[networkd.running]
-    detail = f" ({networkd.detail})" if networkd.running is None else ""
-    print(f"systemd-networkd: {state}{detail}", file=out)
+    print(f"systemd-networkd: {state}", file=out)
     bridges = ", ".join(sorted(report.container.bridges)) or "none"
     print(f"container bridges: {bridges}", file=out)
     veths = ", ".join(

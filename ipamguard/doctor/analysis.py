@@ -98,8 +98,7 @@ def check_bridge_health(links: Sequence[Link], container: ContainerLinks) -> lis
                     f"{name} (a veth whose peer is in another network namespace) is on no "
                     "bridge: the container behind it has no network",
                     link=name,
-                    hint=f"re-attach it (ip link set {name} master {target}) or restart "
-                    "the container; if networkd manages it, fix that first",
+                    hint=f"ip link set {name} master {target}, or restart the container",
                 )
             )
         elif not veth.admin_up:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ipamguard.doctor.analysis import MANAGED, Finding
+from ipamguard.doctor.analysis import MANAGED, NETWORKD_UNKNOWN, Finding
 from ipamguard.doctor.links import Link
 from ipamguard.doctor.matching import NetworkFile, first_match, parse_network_file
 from ipamguard.doctor.netconfigs import family_pattern
@@ -85,7 +85,11 @@ def plan_fix(
     managed = tuple(f.link for f in findings if f.kind == MANAGED and f.link)
     content = render_dropin(bridges)
     if not managed:
-        return FixPlan(NOTHING, path, content, "systemd-networkd manages no container link")
+        if any(f.kind == NETWORKD_UNKNOWN for f in findings):
+            reason = "systemd-networkd could not be asked; nothing written"
+        else:
+            reason = "systemd-networkd manages no container link"
+        return FixPlan(NOTHING, path, content, reason)
     if current is not None and MARKER not in current:
         raise Refused(f"{path} exists and was not written by ipamguard; not replacing it")
     warnings = _unreached_links(managed, links, network_files, parse_network_file(path, content))

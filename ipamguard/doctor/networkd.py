@@ -88,6 +88,8 @@ class DBusNetworkd:
             return NetworkdStatus(running=None, detail=str(error))
         except NetworkdNotRunning as error:
             return NetworkdStatus(running=False, detail=str(error))
+        except NetworkdError as error:  # e.g. ListLinks denied or timed out
+            return NetworkdStatus(running=None, detail=str(error))
 
     def reload(self) -> None:
         asyncio.run(self.request_reload())

@@ -28,6 +28,7 @@ from ipamguard.doctor.links import Link, LinkSource, SysfsLinks
 from ipamguard.doctor.matching import NETWORK_DIRS, NetworkFile, scan_network_files
 from ipamguard.doctor.netconfigs import CNI_CONFIG_DIRS, PODMAN_NETWORK_DIRS, read_bridge_configs
 from ipamguard.doctor.networkd import DBusNetworkd, NetworkdClient, NetworkdStatus
+from ipamguard.errors import DoctorError, FixError
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,13 @@ def apply_fix(
     links (or ``settle_seconds`` passed) and return the report after the fix."""
     if plan.action == fix.WRITE:
         fix.write_dropin(plan)
-    sources.networkd.reload()
+    try:
+        sources.networkd.reload()
+    except DoctorError as error:
+        raise FixError(
+            f"{plan.path} is in place, but networkd did not reload ({error}); "
+            "run: networkctl reload"
+        ) from error
     deadline = time.monotonic() + settle_seconds
     while True:
         after = run_doctor(sources)
