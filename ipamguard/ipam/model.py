@@ -116,6 +116,12 @@ def read_ipam(tx: Tx) -> IpamState:
     return state
 
 
+def read_network(tx: Tx, name: str) -> Network | None:
+    """One network's allocations and ids entries (malformed entries are skipped)."""
+    bucket = tx.bucket(name.encode())
+    return None if bucket is None else _read_network(name, bucket, [])
+
+
 def _read_network(name: str, bucket: Bucket, malformed: list[Malformed]) -> Network:
     network = Network(name)
     for key, value in bucket.items():

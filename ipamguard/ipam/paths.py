@@ -11,3 +11,6 @@ ROOTFUL_NETWORK_LOCKS = (
     "/run/lock/netavark.lock",
     f"{ROOTFUL_NETWORK_DIR}/netavark.lock",
 )
+
+PODMAN_SOCKET_URL = "unix:///run/podman/podman.sock"
+BACKUP_DIR = "/var/lib/ipamguard/backups"
