@@ -121,3 +121,10 @@ class LinkReadError(DoctorError):
 
 class FixError(DoctorError):
     """The drop-in ``.network`` file could not be written or replaced."""
+
+
+# --- liveness: which containers exist, and which run -------------------------
+
+
+class SourceUnavailable(IpamguardError):
+    """A liveness source (podman's API, runtime state, /proc) could not answer."""

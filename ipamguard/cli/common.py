@@ -48,3 +48,85 @@ def confirm(question: str, assume_yes: bool) -> None:
     answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise Refused("not confirmed; nothing was changed")
+
+
+def add_liveness_options(parser: argparse.ArgumentParser) -> None:
+    from ipamguard.ipam.paths import PODMAN_SOCKET_URL, ROOTFUL_NETWORK_DIR
+
+    parser.add_argument(
+        "--url",
+        default=PODMAN_SOCKET_URL,
+        help=f"podman's API socket (default: {PODMAN_SOCKET_URL})",
+    )
+    parser.add_argument(
+        "--podman-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for podman's API (default: 5)",
+    )
+    parser.add_argument(
+        "--network-dir",
+        default=ROOTFUL_NETWORK_DIR,
+        metavar="DIR",
+        help=f"podman's network configs (default: {ROOTFUL_NETWORK_DIR})",
+    )
+
+
+def add_backup_options(parser: argparse.ArgumentParser) -> None:
+    from ipamguard.ipam.paths import BACKUP_DIR
+
+    parser.add_argument(
+        "--backup-dir",
+        default=BACKUP_DIR,
+        metavar="DIR",
+        help=f"where a copy of ipam.db goes before every write (default: {BACKUP_DIR})",
+    )
+    parser.add_argument(
+        "--backups-keep",
+        type=int,
+        default=20,
+        metavar="N",
+        help="keep the newest N backups (default: 20)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from ipamguard.healing import Settings
+    from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
+
+    return Settings(
+        db=args.db,
+        network_dir=args.network_dir,
+        lock_paths=ROOTFUL_NETWORK_LOCKS,
+        lock_timeout=args.lock_timeout,
+        backup_dir=getattr(args, "backup_dir", ""),
+        backups_keep=getattr(args, "backups_keep", 20),
+    )
+
+
+def liveness_sources(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    """(podman API sources, runtime-state sources) for the command line's options."""
+    from ipamguard.liveness import ConmonSource, PodmanApiSource, RuntimeStateSource
+
+    return [PodmanApiSource(args.url, args.podman_timeout)], [RuntimeStateSource(), ConmonSource()]
+
+
+def finding_to_json(finding: Any) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "network": finding.network,
+        "subnet": finding.subnet,
+        "ip": finding.ip,
+        "container_id": finding.container_id,
+        "first_seen": finding.first_seen,
+        "evidence": list(finding.evidence),
+        "releasable": finding.releasable,
+        "confirmed": finding.confirmed,
+    }
+
+
+def finding_to_text(finding: Any) -> str:
+    where = " ".join(x for x in (finding.network, finding.subnet, finding.ip) if x)
+    who = f" container {finding.container_id}" if finding.container_id else ""
+    return f"{finding.kind}: {where}{who} ({'; '.join(finding.evidence)})"

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from ipamguard.cli.common import add_db_option, add_json_option, add_timeout_option
+from ipamguard.cli.common import (
+    add_backup_options,
+    add_db_option,
+    add_json_option,
+    add_liveness_options,
+    add_timeout_option,
+)
 from ipamguard.errors import EXIT_NOTHING, EXIT_OK, UsageError
 
 
@@ -17,15 +24,18 @@ def register(subparsers: Any) -> None:
         description="Remove a container's allocations from ipam.db: its IP key in every "
         "subnet bucket and its ids entry, in one write transaction, under podman's "
         "network lock and then bbolt's file lock (held for milliseconds).",
-        epilog="--force is required for now: it means 'do not ask podman whether the "
-        "container lives' (offline copies, rescue). Exit codes: 0 released, "
-        "1 nothing to release / not found, 2 error.",
+        epilog="Without --force, podman's API, runtime state and conmon are asked first: "
+        "a container that lives, or whose fate nobody can tell, is refused. --force "
+        "skips that (offline copies, rescue). A backup of the file is saved first. "
+        "Exit codes: 0 released, 1 nothing to release / not found, 2 error.",
     )
     parser.add_argument(
         "--container", required=True, metavar="ID", help="container ID or unique prefix"
     )
     parser.add_argument("--network", metavar="NAME", help="only in this network")
     add_db_option(parser)
+    add_liveness_options(parser)
+    add_backup_options(parser)
     parser.add_argument(
         "--force",
         action="store_true",
@@ -43,12 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
     from ipamguard.ipam.release import ReleasePlan, release_container
 
-    if not args.force and not args.dry_run:
-        raise UsageError(
-            "release needs --force: this version cannot yet ask podman whether the "
-            "container lives (use --dry-run to look first)"
-        )
-
     def ask(plan: ReleasePlan) -> None:
         _print_plan(plan, "will release", sys.stderr)
         confirm(f"Release {len(plan.allocations)} allocation(s)?", assume_yes=False)
@@ -63,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         lock_paths=ROOTFUL_NETWORK_LOCKS,
         timeout=args.lock_timeout,
         confirm=None if args.yes else ask,
+        vouch=None if args.force else _vouch_for(args),
+        backup=_backup_to(args),
     )
     plan = result.plan
     if args.json:
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                     {"network": e.network, "ips": list(e.ips)} for e in plan.ids_entries
                 ],
                 "lock_hold_ms": round(result.lock_hold * 1000, 3),
+                "backup": result.backup,
             }
         )
     elif plan.is_empty():
@@ -89,10 +96,45 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_plan(plan, "released", sys.stdout)
         print(
-            f"done: txid {result.txid}, db lock held {result.lock_hold * 1000:.1f} ms",
+            f"done: txid {result.txid}, db lock held {result.lock_hold * 1000:.1f} ms, "
+            f"backup {result.backup}",
             file=sys.stderr,
         )
     return EXIT_NOTHING if plan.is_empty() else EXIT_OK
+
+
+def _vouch_for(args: argparse.Namespace) -> Callable[[str], None]:
+    from ipamguard.cli.common import liveness_sources
+    from ipamguard.errors import Refused
+    from ipamguard.liveness import collect
+    from ipamguard.reconcile import STOPPED_STATES
+
+    def vouch(container_id: str) -> None:
+        api, runtime = liveness_sources(args)
+        seen = collect([*api, *runtime])
+        info = seen.containers.get(container_id)
+        if info is not None and info.state not in STOPPED_STATES:
+            evidence = "; ".join(seen.evidence(container_id))
+            raise Refused(f"container {container_id[:12]} is alive ({evidence}); not released")
+        if info is None and not seen.complete:
+            raise Refused(
+                f"cannot tell whether container {container_id[:12]} lives ("
+                + "; ".join(seen.failures)
+                + "); not released (--force releases anyway)"
+            )
+
+    return vouch
+
+
+def _backup_to(args: argparse.Namespace) -> Callable[[Any], str]:
+    from ipamguard.backups import write_backup
+
+    def backup(tx: Any) -> str:
+        return write_backup(
+            tx.snapshot.data, tx.snapshot.meta.txid, args.backup_dir, args.backups_keep
+        )
+
+    return backup
 
 
 def _print_plan(plan: Any, verb: str, stream: Any) -> None:

@@ -1,0 +1,131 @@
+"""``ipamguard repair``: release the confirmed findings, safely."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from ipamguard.cli.common import (
+    add_backup_options,
+    add_db_option,
+    add_json_option,
+    add_liveness_options,
+    add_timeout_option,
+)
+from ipamguard.errors import EXIT_NOTHING, EXIT_OK, UsageError
+from ipamguard.reconcile import KINDS, LEAKED, ORPHAN_NETWORK, RELEASABLE_KINDS
+
+DEFAULT_KINDS = f"{LEAKED},{ORPHAN_NETWORK}"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "repair",
+        help="release leaked allocations (asks podman twice, backs up first)",
+        description="Find what `check` finds, then release the findings of the chosen "
+        "kinds: liveness is asked again right before the write, the allocation "
+        "is re-read under podman's network lock and bbolt's file lock, and a "
+        "copy of ipam.db is saved in the backup directory first. A live "
+        "container's allocation is never released; when a liveness source "
+        "cannot answer, nothing is.",
+        epilog="Kinds that can be released: leaked, stale, orphan-network (dangling and "
+        "malformed are reported only). Exit codes: 0 everything found was "
+        "repaired (or nothing found), 1 findings remain, 2 error.",
+    )
+    parser.add_argument(
+        "--kind",
+        default=DEFAULT_KINDS,
+        help=f"comma-separated kinds to release (default: {DEFAULT_KINDS})",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="observe twice this far apart; release only what both agree on (default: 0)",
+    )
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be released")
+    add_db_option(parser)
+    add_liveness_options(parser)
+    add_backup_options(parser)
+    add_json_option(parser)
+    add_timeout_option(parser)
+    parser.set_defaults(func=run)
+
+
+def parse_kinds(text: str) -> set[str]:
+    kinds = {k.strip() for k in text.split(",") if k.strip()}
+    unknown = kinds - set(KINDS)
+    if unknown or not kinds:
+        raise UsageError(f"--kind: unknown kind(s) {', '.join(sorted(unknown)) or '(none)'}; "
+                         f"known: {', '.join(KINDS)}")  # fmt: skip
+    return kinds
+
+
+def run(args: argparse.Namespace) -> int:
+    from ipamguard.cli.common import (
+        confirm,
+        finding_to_json,
+        finding_to_text,
+        liveness_sources,
+        print_json,
+        settings_from,
+    )
+    from ipamguard.errors import PodmanUnavailable
+    from ipamguard.healing import judge, observe, repair
+
+    kinds = parse_kinds(args.kind)
+    if args.json and not (args.yes or args.dry_run):
+        raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
+    settings = settings_from(args)
+    api, runtime = liveness_sources(args)
+    observation = observe(settings, [*api, *runtime])
+    first = judge(observation, {}, grace=args.grace)
+    if args.grace > 0:
+        first_seen = {f.key: f.first_seen for f in first.findings}
+        print(f"observed; looking again in {args.grace:g} s", file=sys.stderr)
+        time.sleep(args.grace)
+        observation = observe(settings, [*api, *runtime])
+        first = judge(observation, first_seen, grace=args.grace)
+    if not first.liveness_complete:
+        raise PodmanUnavailable(
+            "could not ask every liveness source ("
+            + "; ".join(first.liveness_failures)
+            + "); nothing was released"
+        )
+    releasable = [f for f in first.findings if f.kind in kinds & RELEASABLE_KINDS]
+    if releasable and not args.dry_run and not args.yes:
+        for finding in releasable:
+            print("will release " + finding_to_text(finding), file=sys.stderr)
+        confirm(f"Release {len(releasable)} finding(s)?", assume_yes=False)
+    result = repair(settings, first.findings, kinds, api, runtime, dry_run=args.dry_run)
+    done = [] if args.dry_run else result.released
+    remaining = [f for f in first.findings if f not in done]
+    if args.json:
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "released": [finding_to_json(f) for f in result.released],
+                "refused": [finding_to_json(f) | {"reason": r} for f, r in result.refused],
+                "remaining": [finding_to_json(f) for f in remaining],
+                "backup": result.backup,
+                "txid": result.txid,
+                "lock_hold_ms": round(result.lock_hold * 1000, 3),
+            }
+        )
+    else:
+        verb = "would release" if args.dry_run else "released"
+        for finding in result.released:
+            print(f"{verb} {finding_to_text(finding)}")
+        for finding, reason in result.refused:
+            print(f"left {finding_to_text(finding)}: {reason}")
+        if result.backup:
+            print(f"backup: {result.backup}", file=sys.stderr)
+        print(
+            f"{len(result.released)} {verb}, {len(remaining)} finding(s) remain",
+            file=sys.stderr,
+        )
+    return EXIT_NOTHING if remaining else EXIT_OK

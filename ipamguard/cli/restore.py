@@ -1,0 +1,80 @@
+"""``ipamguard restore``: put a backup of ipam.db back, safely."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ipamguard.cli.common import (
+    add_backup_options,
+    add_db_option,
+    add_json_option,
+    add_liveness_options,
+    add_timeout_option,
+)
+from ipamguard.errors import EXIT_NOTHING, EXIT_OK, UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "restore",
+        help="put a backup of ipam.db back",
+        description="Validate a backup in full, compare it with the live file and the "
+        "containers that live now, then rewrite ipam.db with the backup's content "
+        "in one write transaction under podman's locks (the file is not replaced, "
+        "so podman keeps working with it). The live file is backed up first. "
+        "Refuses when it would take an address from a live container, unless --force.",
+        epilog="Exit codes: 0 restored (or --dry-run shows changes), 1 nothing differs, 2 error.",
+    )
+    parser.add_argument("backup", metavar="FILE", help="a backup (see `ipamguard backups`)")
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--dry-run", action="store_true", help="show what would change")
+    parser.add_argument(
+        "--force", action="store_true", help="restore even over live containers' addresses"
+    )
+    add_db_option(parser)
+    add_liveness_options(parser)
+    add_backup_options(parser)
+    add_json_option(parser)
+    add_timeout_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ipamguard.cli.common import confirm, liveness_sources, print_json
+    from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
+    from ipamguard.ipam.report import allocation_to_json
+    from ipamguard.restore import restore
+
+    if args.json and not (args.yes or args.dry_run):
+        raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
+    if not args.dry_run and not args.yes:
+        confirm(f"Rewrite {args.db} with the content of {args.backup}?", assume_yes=False)
+    api, runtime = liveness_sources(args)
+    plan = restore(
+        args.backup, args.db, [*api, *runtime], ROOTFUL_NETWORK_LOCKS, args.lock_timeout,
+        args.backup_dir, args.backups_keep, force=args.force, dry_run=args.dry_run,
+    )  # fmt: skip
+    if args.json:
+        print_json(
+            {
+                "backup": plan.backup,
+                "dry_run": args.dry_run,
+                "written": plan.written,
+                "added": [allocation_to_json(a) for a in plan.added],
+                "removed": [allocation_to_json(a) for a in plan.removed],
+                "conflicts": plan.conflicts,
+                "safety_backup": plan.safety_backup,
+            }
+        )
+    else:
+        for a in plan.added:
+            print(f"+ {a.ip} ({a.network}, {a.subnet}) {a.container_id}")
+        for a in plan.removed:
+            print(f"- {a.ip} ({a.network}, {a.subnet}) {a.container_id}")
+        for conflict in plan.conflicts:
+            print(f"conflict: {conflict}", file=sys.stderr)
+        if plan.safety_backup:
+            print(f"the file before the restore: {plan.safety_backup}", file=sys.stderr)
+    return EXIT_OK if plan.added or plan.removed else EXIT_NOTHING

@@ -1,0 +1,70 @@
+"""Which containers exist, and which run? Asked of every source, merged.
+
+The reconciler releases an allocation only if the snapshot is complete and no
+source knows the container ID. ipam.db is shared by every rootful libpod instance
+(any ``--root``), so podman's API alone is not enough: runtime state and conmon
+processes see the containers of the other storage roots, and ``buildah run``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from ipamguard.errors import SourceUnavailable
+from ipamguard.liveness.model import (
+    RUNNING_STATES,
+    ContainerInfo,
+    LivenessSnapshot,
+    LivenessSource,
+    merge,
+)
+from ipamguard.liveness.podman_api import DEFAULT_URL, PodmanApiSource
+from ipamguard.liveness.runtime import RUNTIME_STATE_DIRS, ConmonSource, RuntimeStateSource
+
+__all__ = [
+    "DEFAULT_URL",
+    "RUNNING_STATES",
+    "RUNTIME_STATE_DIRS",
+    "ConmonSource",
+    "ContainerInfo",
+    "LivenessSnapshot",
+    "LivenessSource",
+    "PodmanApiSource",
+    "RuntimeStateSource",
+    "collect",
+    "default_sources",
+]
+
+
+def collect(
+    sources: Iterable[LivenessSource], clock: Callable[[], float] = time.time
+) -> LivenessSnapshot:
+    """Ask every source once; a source that cannot answer becomes a failure line.
+
+    taken_at is the time before the first source was asked.
+    """
+    taken_at = clock()
+    observations: list[ContainerInfo] = []
+    failures: list[str] = []
+    for source in sources:
+        try:
+            observations += source.observe()
+        except SourceUnavailable as e:
+            failures.append(str(e) or f"{source.name}: could not answer")
+    return LivenessSnapshot(taken_at, merge(observations), tuple(failures), tuple(observations))
+
+
+def default_sources(
+    url: str = DEFAULT_URL,
+    *,
+    timeout: float = 5.0,
+    runtime_dirs: tuple[str, ...] = RUNTIME_STATE_DIRS,
+    proc: str = "/proc",
+) -> list[LivenessSource]:
+    """podman's API at url, the OCI runtimes' state dirs, conmon processes."""
+    return [
+        PodmanApiSource(url, timeout),
+        RuntimeStateSource(runtime_dirs, proc),
+        ConmonSource(proc),
+    ]
