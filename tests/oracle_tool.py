@@ -12,6 +12,7 @@ so that CI never skips them silently.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -19,7 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,29 @@ class Oracle:
             self.run("apply", path, f.name, *extra)
         finally:
             os.unlink(f.name)
+
+    @contextlib.contextmanager
+    def hold(self, path: str | os.PathLike[str], readonly: bool = False) -> Iterator[None]:
+        """Go's bbolt keeps the file open (exclusive flock, or shared if readonly) meanwhile."""
+        argv = [str(self.binary), "hold", str(path), "--readonly", "1" if readonly else "0"]
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if line != "locked":
+                proc.wait(timeout=30)
+                raise OracleError(argv, proc.returncode, proc.stderr.read() if proc.stderr else "")
+            yield
+        finally:
+            if proc.stdin:
+                proc.stdin.close()  # the oracle closes the db when its stdin closes
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def ipam_gen(
         self,

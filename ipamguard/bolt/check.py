@@ -6,10 +6,10 @@ pages, the freelist, every page reachable from the root claimed exactly once
 the end of the file, every page either reachable or free), the right page
 type and id in every header, every branch page decoded (keys ascending and
 inside the parent's range), and in every leaf page every element's key and
-value inside the page, with known flags; nested buckets are followed.
-
-Leaf pages are decoded (keys and values copied, key order and range checked)
-when they are first read; a write only rewrites pages that it read.
+value inside the page, known flags, keys ascending and inside the parent's
+range; nested buckets are followed. Only leaf values are copied lazily, when
+a page is first read. The checks are vectorized (array, map, sorted): a
+65,000-allocation file is checked in tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from __future__ import annotations
 import sys
 from array import array
 from dataclasses import dataclass
-from operator import add
+from itertools import islice
+from operator import add, lt
 
 from ipamguard.bolt.page import (
     BRANCH_PAGE,
@@ -56,7 +57,7 @@ class PageInfo:
 
 
 class Snapshot:
-    """A structurally validated copy of the whole file, as of one committed meta."""
+    """A validated copy of the whole file, as of one committed meta."""
 
     def __init__(self, data: bytes, meta: Meta, info: dict[int, PageInfo], free: list[int]):
         self.data = data
@@ -64,27 +65,32 @@ class Snapshot:
         self.info = info  # every reachable branch/leaf page (not inline ones)
         self.free = free  # free page ids, sorted
         self.heads: dict[int, int] = {}  # overflow page -> the page it continues
-        self._pages: dict[int, Page] = {}
+        self.pages: dict[int, Page] = {}  # decoded pages (all branches; leaves when read)
+        self.leaves: dict[int, _Leaf] = {}  # checked leaves, values not copied yet
 
     def page(self, pgid: int) -> Page:
-        """The decoded page ``pgid``, checked in full the first time it is read."""
-        page = self._pages.get(pgid)
+        """The decoded page ``pgid`` (a reachable branch or leaf page)."""
+        page = self.pages.get(pgid)
         if page is not None:
             return page
-        info = self.info.get(pgid)
-        if info is None:
+        leaf = self.leaves.get(pgid)
+        if leaf is None:
             raise InvalidDatabase(f"page {pgid}: not a reachable branch or leaf page")
-        size = self.meta.page_size
-        header = decode_header(self.data, pgid * size)
-        page = decode_page(self.data, pgid * size, (pgid + header.overflow + 1) * size, pgid)
-        keys = page.keys
-        if keys and (
-            (info.low is not None and keys[0] < info.low)
-            or (info.high is not None and keys[-1] >= info.high)
-        ):
-            raise InvalidDatabase(f"page {pgid}: keys outside the range its parent gives")
-        self._pages[pgid] = page
+        page = Page(pgid, True, leaf.overflow)
+        page.keys, page.flags = leaf.keys, leaf.flags.tolist()
+        value_end = map(add, leaf.value_at, leaf.value_sizes)
+        page.values = list(map(self.data.__getitem__, map(slice, leaf.value_at, value_end)))
+        self.pages[pgid] = page
         return page
+
+
+@dataclass(slots=True)
+class _Leaf:
+    overflow: int
+    keys: list[bytes]
+    flags: array[int]
+    value_at: list[int]
+    value_sizes: array[int]
 
 
 def select_meta(data: bytes) -> Meta:
@@ -134,6 +140,8 @@ class _Checker:
         self.owner = bytearray(max(self.hwm, 2))
         self.info: dict[int, PageInfo] = {}
         self.heads: dict[int, int] = {}
+        self.pages: dict[int, Page] = {}
+        self.leaves: dict[int, _Leaf] = {}
         self.nesting = 0
 
     def run(self) -> Snapshot:
@@ -158,6 +166,8 @@ class _Checker:
         free = [i for i in range(2, hwm) if self.owner[i] in kinds]
         snapshot = Snapshot(self.data, meta, self.info, free)
         snapshot.heads = self.heads
+        snapshot.pages = self.pages
+        snapshot.leaves = self.leaves
         return snapshot
 
     def _claim(self, pgid: int, overflow: int, kind: int, referrer: str) -> None:
@@ -211,11 +221,12 @@ class _Checker:
             self._claim(pgid, overflow, _TREE, referrer)
             self.info[pgid] = PageInfo(bucket, low, high)
             if flags == LEAF_PAGE:
-                self._check_leaf(pgid, count, end, bucket)
+                self._check_leaf(pgid, count, overflow, end, bucket, low, high)
                 continue
             if flags != BRANCH_PAGE:
                 raise InvalidDatabase(f"page {pgid} ({referrer}): invalid type {flags:#x}")
             page = decode_page(self.data, pgid * self.page_size, end, pgid)
+            self.pages[pgid] = page
             keys = page.keys
             if (low is not None and keys[0] < low) or (high is not None and keys[-1] >= high):
                 raise InvalidDatabase(f"page {pgid} ({referrer}): keys outside the parent's range")
@@ -225,10 +236,17 @@ class _Checker:
                 stack.append((child, child_low, child_high, depth + 1, f"child of page {pgid}"))
         self.nesting -= 1
 
-    def _check_leaf(self, pgid: int, count: int, end: int, bucket: Path) -> None:
-        """Every element inside the page, known flags; then follow nested buckets."""
-        if count == 0:
-            return
+    def _check_leaf(
+        self,
+        pgid: int,
+        count: int,
+        overflow: int,
+        end: int,
+        bucket: Path,
+        low: bytes | None,
+        high: bytes | None,
+    ) -> None:
+        """Elements inside the page, known flags, keys ascending and in range."""
         start = pgid * self.page_size + PAGE_HEADER_SIZE
         elements_end = start + count * ELEMENT_SIZE
         if elements_end > end:
@@ -237,23 +255,31 @@ class _Checker:
         table.frombytes(self.data[start:elements_end])
         if sys.byteorder == "big":
             table.byteswap()
-        flags, key_sizes = table[0::4], table[2::4]
+        flags, key_sizes, value_sizes = table[0::4], table[2::4], table[3::4]
         key_at = list(map(add, range(start, elements_end, ELEMENT_SIZE), table[1::4]))
-        if (
+        key_end = list(map(add, key_at, key_sizes))
+        if count and (
             min(key_sizes) == 0
             or min(key_at) < elements_end
-            or max(map(add, map(add, key_at, key_sizes), table[3::4])) > end
+            or max(map(add, key_end, value_sizes)) > end
         ):
             raise InvalidDatabase(f"page {pgid}: an element lies outside the page")
-        if max(flags) & ~BUCKET_LEAF_FLAG:
+        if count and max(flags) & ~BUCKET_LEAF_FLAG:
             raise InvalidDatabase(f"page {pgid}: an element has unknown flags")
+        data = self.data
+        keys = list(map(data.__getitem__, map(slice, key_at, key_end)))
+        if not all(map(lt, keys, islice(keys, 1, None))):
+            raise InvalidDatabase(f"page {pgid}: keys out of order or repeated")
+        if keys and (
+            (low is not None and keys[0] < low) or (high is not None and keys[-1] >= high)
+        ):
+            raise InvalidDatabase(f"page {pgid}: keys outside the range its parent gives")
+        self.leaves[pgid] = _Leaf(overflow, keys, flags, key_end, value_sizes)
         if not any(flags):
             return
         for i in (i for i, flag in enumerate(flags) if flag):
-            key_end = key_at[i] + key_sizes[i]
-            name = self.data[key_at[i] : key_end]
-            value = self.data[key_end : key_end + table[4 * i + 3]]
-            self.check_bucket_value(value, (*bucket, name), f"page {pgid}")
+            value = data[key_end[i] : key_end[i] + value_sizes[i]]
+            self.check_bucket_value(value, (*bucket, keys[i]), f"page {pgid}")
 
     def check_bucket_value(self, value: bytes, bucket: Path, where: str) -> None:
         name = bucket[-1]

@@ -69,9 +69,15 @@ def base(oracle: Oracle, tmp_path_factory: pytest.TempPathFactory) -> Base:
         [create_bucket([], b"podman1"), create_bucket(net, sub[1]), create_bucket(net, ids[1])]
         + [put(sub, ip, cid) for ip, cid in zip(ips, cids, strict=True)]
         + [put(ids, cid, b'["10.89.0.2"]') for cid in cids],
-        [create_bucket([], b"small"), put([b"small"], b"a", b"1"), put([b"small"], b"b", b"")]
-        + [create_bucket([], b"big"), put([b"big"], b"blob", rng.randbytes(20000))]
-        + [create_bucket([b"big"], b"inline"), put([b"big", b"inline"], b"x", b"y")],
+        [
+            create_bucket([], b"small"),
+            put([b"small"], b"a", b"1"),
+            put([b"small"], b"b", b""),
+            create_bucket([], b"big"),
+            put([b"big"], b"blob", rng.randbytes(20000)),
+            create_bucket([b"big"], b"inline"),
+            put([b"big", b"inline"], b"x", b"y"),
+        ],
         [delete(sub, ip) for ip in ips[::3]],  # frees pages
     ]
     oracle.apply(path, txs)
@@ -689,6 +695,19 @@ def test_damaged_file(oracle: Oracle, base: Base, tmp_path: Path, name: str) -> 
     if b"podman1" in model.root.buckets:
         model.apply(delete([b"podman1", b"10.89.0.0/16"], bytes([10, 89, 0, 3])))
     assert oracle.dump(path) == model.dump(), f"{name}: wrong content after the write"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if not n.startswith("flip-")))
+def test_oracle_check_flags_damage(oracle: Oracle, base: Base, tmp_path: Path, name: str) -> None:
+    """The oracle itself: every file the engine must refuse fails Go's check, without a crash."""
+    c = CASES[name](base)
+    path = tmp_path / "ipam.db"
+    path.write_bytes(c.data)
+    errors = oracle.check(path)  # exit 2 (a crash of the oracle) raises OracleError
+    if c.read == REFUSE:
+        assert errors, f"{name}: Go's check accepts a file the engine must refuse"
+    elif c.read == OK and c.expect == [base.cur]:
+        assert errors == [], f"{name}: harmless damage, yet: {errors[:3]}"
 
 
 CLI_CASES = [

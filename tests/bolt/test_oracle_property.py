@@ -22,6 +22,8 @@ import os
 import random
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -82,6 +84,8 @@ def assert_same(oracle: Oracle, a: Path, b: Path, model: Model, what: str = "") 
     assert dump_b == expected, (
         f"{what}: the test's model disagrees with Go: {dump_diff(dump_b, expected)}"
     )
+    go_errors = oracle.check(b)
+    assert go_errors == [], f"{what}: the oracle's check refuses Go's own file: {go_errors[:5]}"
     errors = oracle.check(a)
     assert errors == [], f"{what}: Go's check of the engine's file: {errors[:10]}"
     dump_a = oracle.dump(a)
@@ -249,7 +253,7 @@ def draw_action(
 
 
 @settings(
-    max_examples=int(os.environ.get("IPAMGUARD_ORACLE_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("IPAMGUARD_ORACLE_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -616,23 +620,44 @@ def _touch(path: Path, readonly: bool, timeout: float) -> None:
 
 
 def test_lock_is_bbolts_flock(oracle: Oracle, tmp_path: Path) -> None:
-    """The engine honours the flock that Go's bbolt takes (and gives up with LockTimeout)."""
+    """The engine honours the flock of Go's bbolt (gives up with LockTimeout) and shares reads."""
     from ipamguard import errors
 
     path = tmp_path / "x.db"
     oracle.apply(path, [[create_bucket([], b"net")]])
     before = sha256(path)
-    with open(path, "rb") as holder:
-        fcntl.flock(holder, fcntl.LOCK_EX)  # what Go's bbolt does for a writer
+    with oracle.hold(path):  # a Go writer: exclusive
         for readonly in (True, False):
             t0 = time.monotonic()
             with pytest.raises(errors.LockTimeout):
                 _touch(path, readonly, 0.3)
             assert 0.25 <= time.monotonic() - t0 < 5
-        fcntl.flock(holder, fcntl.LOCK_SH)  # a Go reader: engine readers may share it
+    with oracle.hold(path, readonly=True):  # a Go reader: shared
         _touch(path, True, 0.3)
         with pytest.raises(errors.LockTimeout):
             _touch(path, False, 0.3)
+    with open(path, "rb") as holder:  # the same with a plain flock
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(errors.LockTimeout):
+            _touch(path, True, 0.2)
     assert sha256(path) == before
     _touch(path, False, 0.3)
     assert oracle.dump(path)["buckets"][b"net".hex()]["keys"] == {b"k".hex(): b"v".hex()}
+
+
+def test_cli_dump_json_matches_go(oracle: Oracle, tmp_path: Path) -> None:
+    """``ipamguard dump --json`` lists what Go's walk of the same file lists (IPv4 and IPv6)."""
+    path = tmp_path / "ipam.db"
+    oracle.ipam_gen(path, "podman1", "10.89.0.0/16", 700)
+    oracle.ipam_gen(path, "podman2", "fd00:0:0:1::/64", 300, first_index=650)
+    oracle.ipam_gen(path, "podman2", "10.90.0.0/24", 20, first_index=5000)  # a second subnet
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipamguard", "dump", "--json", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads(proc.stdout)
+    assert ours["networks"] == oracle.ipam_dump(path)["networks"]

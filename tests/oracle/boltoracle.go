@@ -13,6 +13,9 @@
 //	stats FILE                       bbolt's BucketStats per top-level bucket and in total (depth, pages, ...)
 //	apply FILE OPSFILE [--page-size N]
 //	                                 apply a JSON ops file, one db.Update per inner list
+//	hold FILE [--seconds S] [--readonly 1]
+//	                                 open with bbolt (its flock: exclusive, or shared with --readonly),
+//	                                 print "locked", keep it S seconds (default 3600) or until stdin closes
 //	ipam-gen FILE --network NAME --subnet CIDR --count N [--ids-per-tx K] [--first-index I]
 //	                                 write allocations exactly as containers/common's netavark ipam.go
 //	ipam-dump FILE                   the work of `ipamguard dump --json`, in Go
@@ -71,7 +74,7 @@ func main() {
 		}
 	}()
 	if len(os.Args) < 2 {
-		fail("usage: boltoracle check|dump|info|stats|apply|ipam-gen|ipam-dump|ipam-release FILE ...")
+		fail("usage: boltoracle check|dump|info|stats|apply|hold|ipam-gen|ipam-dump|ipam-release FILE ...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -87,6 +90,8 @@ func main() {
 		err = cmdStats(args)
 	case "apply":
 		err = cmdApply(args)
+	case "hold":
+		err = cmdHold(args)
 	case "ipam-gen":
 		err = cmdIpamGen(args)
 	case "ipam-dump":
@@ -838,6 +843,46 @@ func cmdApply(args []string) error {
 			_ = db.Close()
 			return err
 		}
+	}
+	return db.Close()
+}
+
+// ---------------------------------------------------------------- hold
+
+func cmdHold(args []string) error {
+	var seconds, readonly string
+	pos, err := parseArgs(args, 1, map[string]*string{"seconds": &seconds, "readonly": &readonly})
+	if err != nil {
+		return err
+	}
+	n, err := atoi("seconds", seconds, 3600)
+	if err != nil {
+		return err
+	}
+	var db *bolt.DB
+	if readonly != "" && readonly != "0" {
+		db, err = openRO(pos[0])
+	} else {
+		db, err = bolt.Open(pos[0], 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	}
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	fmt.Println("locked")
+	done := make(chan struct{})
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := os.Stdin.Read(buf); err != nil {
+				close(done)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Duration(n) * time.Second):
 	}
 	return db.Close()
 }
