@@ -24,7 +24,6 @@ runs, with ``proc`` that namespace's /proc.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -49,10 +48,11 @@ class RuntimeStateSource:
     """Containers that an OCI runtime (runc, crun, youki) has state for.
 
     A missing state directory means no containers of that runtime; an unreadable
-    one makes the source fail. ContainerInfo.source is the directory's name
-    ("runc"); state is "running" if the recorded init process is alive (and has
-    the recorded start time), "stopped" if not, "unknown" if the entry has no
-    readable pid (e.g. the runtime is still writing it).
+    directory, state file or /proc/PID/stat makes the source fail (blind is not
+    "stopped"). ContainerInfo.source is the directory's name ("runc"); state is
+    "running" if the recorded init process is alive (and has the recorded start
+    time), "stopped" if not, "unknown" if the entry has no state file or no pid in
+    it (e.g. the runtime is still writing it): known, but not known to run.
     """
 
     name = "runtime-state"
@@ -74,7 +74,7 @@ class RuntimeStateSource:
         except FileNotFoundError:
             return []
         except OSError as e:
-            raise SourceUnavailable(f"{runtime} state in {state_dir}: {os_reason(e)}") from None
+            raise SourceUnavailable(f"{runtime} state: {state_dir}: {os_reason(e)}") from None
         out = []
         for name in names:
             entry = state_dir / name
@@ -82,8 +82,9 @@ class RuntimeStateSource:
                 continue
             try:
                 state = self._entry_state(entry)
-            except PermissionError as e:
-                raise SourceUnavailable(f"{runtime} state in {entry}: {os_reason(e)}") from None
+            except OSError as e:  # the state file or /proc/PID/stat is unreadable
+                where = e.filename or entry
+                raise SourceUnavailable(f"{runtime} state: {where}: {os_reason(e)}") from None
             if state is not None:
                 out.append(ContainerInfo(name, state, runtime))
         return out
@@ -93,12 +94,8 @@ class RuntimeStateSource:
         for file_name in STATE_FILES:
             try:
                 raw = (entry / file_name).read_bytes()
-            except (FileNotFoundError, NotADirectoryError):
+            except FileNotFoundError:
                 continue
-            except PermissionError:
-                raise
-            except OSError:
-                return UNKNOWN
             pid, start = _parse_state(raw)
             if pid is None:
                 return UNKNOWN
@@ -172,10 +169,15 @@ class ConmonSource:
         return out
 
     def _cmdline(self, pid: str) -> list[str]:
-        with contextlib.suppress(OSError):  # gone, or a kernel thread
-            raw = Path(self.proc, pid, "cmdline").read_bytes().rstrip(b"\0")
-            return [a.decode(errors="replace") for a in raw.split(b"\0")] if raw else []
-        return []
+        """argv of pid; [] for kernel threads, zombies and processes that are gone."""
+        path = Path(self.proc, pid, "cmdline")
+        try:
+            raw = path.read_bytes().rstrip(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+        except OSError as e:  # e.g. /proc mounted with hidepid: blind, not empty
+            raise SourceUnavailable(f"processes in {self.proc}: {path}: {os_reason(e)}") from None
+        return [a.decode(errors="replace") for a in raw.split(b"\0")] if raw else []
 
 
 def conmon_container(argv: list[str]) -> tuple[str, str] | None:
