@@ -21,12 +21,9 @@ from ipamguard.errors import NotFound, PodmanUnavailable
 from ipamguard.ipam.model import IpamState, read_ipam, read_network
 from ipamguard.ipam.netconfig import podman_network_names
 from ipamguard.ipam.release import ReleasePlan, apply_release, plan_release
+from ipamguard.kinds import LEAKED, ORPHAN_NETWORK, STALE, STOPPED_STATES
 from ipamguard.liveness import LivenessSnapshot, LivenessSource, collect
 from ipamguard.reconcile import (
-    LEAKED,
-    ORPHAN_NETWORK,
-    STALE,
-    STOPPED_STATES,
     Finding,
     FindingKey,
     Reconciliation,

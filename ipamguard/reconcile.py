@@ -22,12 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ipamguard.ipam.model import Allocation, IdsEntry, IpamState
-
-LEAKED, STALE, DANGLING = "leaked", "stale", "dangling"
-ORPHAN_NETWORK, MALFORMED = "orphan-network", "malformed"
-KINDS = (LEAKED, STALE, DANGLING, ORPHAN_NETWORK, MALFORMED)
-RELEASABLE_KINDS = frozenset({LEAKED, STALE, ORPHAN_NETWORK})
-STOPPED_STATES = frozenset({"exited", "stopped"})
+from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE, STOPPED_STATES
 
 
 class Liveness(Protocol):

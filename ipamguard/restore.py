@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from ipamguard.bolt import DB, Bucket, Tx, load_snapshot
 from ipamguard.errors import BoltError, InvalidDatabase, PodmanUnavailable, Refused
 from ipamguard.ipam.model import Allocation, IpamState, read_ipam
+from ipamguard.kinds import STOPPED_STATES
 from ipamguard.liveness import LivenessSnapshot, LivenessSource, collect
-from ipamguard.reconcile import STOPPED_STATES
 
 
 @dataclass

@@ -7,14 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from ipamguard.ipam.model import Allocation, IdsEntry, IpamState, Malformed, Network, Subnet
-from ipamguard.reconcile import (
-    DANGLING,
-    LEAKED,
-    MALFORMED,
-    ORPHAN_NETWORK,
-    STALE,
-    reconcile,
-)
+from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE
+from ipamguard.reconcile import reconcile
 
 A = "a" * 64
 B = "b" * 64

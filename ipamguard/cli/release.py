@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
 def _vouch_for(args: argparse.Namespace) -> Callable[[str], None]:
     from ipamguard.cli.common import liveness_sources
     from ipamguard.errors import Refused
+    from ipamguard.kinds import STOPPED_STATES
     from ipamguard.liveness import collect
-    from ipamguard.reconcile import STOPPED_STATES
 
     def vouch(container_id: str) -> None:
         api, runtime = liveness_sources(args)

@@ -15,7 +15,7 @@ from ipamguard.cli.common import (
     add_timeout_option,
 )
 from ipamguard.errors import EXIT_NOTHING, EXIT_OK, UsageError
-from ipamguard.reconcile import KINDS, LEAKED, ORPHAN_NETWORK, RELEASABLE_KINDS
+from ipamguard.kinds import KINDS, LEAKED, ORPHAN_NETWORK, RELEASABLE_KINDS
 
 DEFAULT_KINDS = f"{LEAKED},{ORPHAN_NETWORK}"
 

@@ -1,13 +1,5 @@
-"""netavark's ipam.db: the typed model, paths, and releasing allocations."""
+"""netavark's ipam.db: the typed model (``model``), paths, reports, releasing.
 
-from ipamguard.ipam.model import (
-    Allocation,
-    IdsEntry,
-    IpamState,
-    Malformed,
-    Network,
-    Subnet,
-    read_ipam,
-)
-
-__all__ = ["Allocation", "IdsEntry", "IpamState", "Malformed", "Network", "Subnet", "read_ipam"]
+Import the submodules directly; this package imports nothing, so that the CLI
+starts fast.
+"""
