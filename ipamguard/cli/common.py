@@ -14,10 +14,32 @@ from ipamguard.ipam.paths import ROOTFUL_DB
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        default=ROOTFUL_DB,
         metavar="PATH",
-        help=f"the ipam.db file (default: {ROOTFUL_DB}, rootful podman)",
+        help=f"the ipam.db file (default: {ROOTFUL_DB} as root; with --user, "
+        "$XDG_RUNTIME_DIR/containers/networks/ipam.db)",
     )
+    parser.add_argument(
+        "--user",
+        action="store_true",
+        default=None,
+        help="rootless podman of the calling user (the default when not run as root)",
+    )
+
+
+def paths_for(args: argparse.Namespace) -> Any:
+    """The PodmanPaths of the mode asked for, with the command line's overrides."""
+    import dataclasses
+
+    from ipamguard.ipam.paths import podman_paths
+
+    paths = podman_paths(args.user)
+    overrides = {
+        "db": getattr(args, "db", None),
+        "network_dir": getattr(args, "network_dir", None),
+        "socket_url": getattr(args, "url", None),
+        "backup_dir": getattr(args, "backup_dir", None),
+    }
+    return dataclasses.replace(paths, **{k: v for k, v in overrides.items() if v})
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +77,8 @@ def add_liveness_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--url",
-        default=PODMAN_SOCKET_URL,
-        help=f"podman's API socket (default: {PODMAN_SOCKET_URL})",
+        help=f"podman's API socket (default: {PODMAN_SOCKET_URL}; rootless: "
+        "unix://$XDG_RUNTIME_DIR/podman/podman.sock)",
     )
     parser.add_argument(
         "--podman-timeout",
@@ -67,21 +89,25 @@ def add_liveness_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--network-dir",
-        default=ROOTFUL_NETWORK_DIR,
         metavar="DIR",
-        help=f"podman's network configs (default: {ROOTFUL_NETWORK_DIR})",
+        help=f"podman's network configs (default: {ROOTFUL_NETWORK_DIR}; rootless: "
+        "~/.config/containers/networks)",
     )
 
 
-def add_backup_options(parser: argparse.ArgumentParser) -> None:
+def add_backup_dir_option(parser: argparse.ArgumentParser) -> None:
     from ipamguard.ipam.paths import BACKUP_DIR
 
     parser.add_argument(
         "--backup-dir",
-        default=BACKUP_DIR,
         metavar="DIR",
-        help=f"where a copy of ipam.db goes before every write (default: {BACKUP_DIR})",
+        help=f"where a copy of ipam.db goes before every write (default: {BACKUP_DIR}; "
+        "rootless: ~/.local/state/ipamguard/backups)",
     )
+
+
+def add_backup_options(parser: argparse.ArgumentParser) -> None:
+    add_backup_dir_option(parser)
     parser.add_argument(
         "--backups-keep",
         type=int,
@@ -93,14 +119,14 @@ def add_backup_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Any:
     from ipamguard.healing import Settings
-    from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
 
+    paths = paths_for(args)
     return Settings(
-        db=args.db,
-        network_dir=args.network_dir,
-        lock_paths=ROOTFUL_NETWORK_LOCKS,
+        db=paths.db,
+        network_dir=paths.network_dir,
+        lock_paths=paths.network_locks,
         lock_timeout=args.lock_timeout,
-        backup_dir=getattr(args, "backup_dir", ""),
+        backup_dir=paths.backup_dir,
         backups_keep=getattr(args, "backups_keep", 20),
     )
 
@@ -109,7 +135,11 @@ def liveness_sources(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
     """(podman API sources, runtime-state sources) for the command line's options."""
     from ipamguard.liveness import ConmonSource, PodmanApiSource, RuntimeStateSource
 
-    return [PodmanApiSource(args.url, args.podman_timeout)], [RuntimeStateSource(), ConmonSource()]
+    paths = paths_for(args)
+    return [PodmanApiSource(paths.socket_url, args.podman_timeout)], [
+        RuntimeStateSource(paths.runtime_dirs),
+        ConmonSource(),
+    ]
 
 
 def finding_to_json(finding: Any) -> dict[str, Any]:

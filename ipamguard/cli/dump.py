@@ -26,17 +26,19 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ipamguard.bolt import DB
+    from ipamguard.cli.common import paths_for
     from ipamguard.ipam.model import read_ipam
 
-    with DB.open(args.db, readonly=True, timeout=args.lock_timeout) as db, db.view() as tx:
+    db_path = paths_for(args).db
+    with DB.open(db_path, readonly=True, timeout=args.lock_timeout) as db, db.view() as tx:
         state = read_ipam(tx)
     if args.json:
         from ipamguard.cli.common import print_json
         from ipamguard.ipam.report import state_to_json
 
-        print_json(state_to_json(state, args.db))
+        print_json(state_to_json(state, db_path))
     else:
         from ipamguard.ipam.report import state_to_text
 
-        sys.stdout.write(state_to_text(state, args.db))
+        sys.stdout.write(state_to_text(state, db_path))
     return EXIT_OK

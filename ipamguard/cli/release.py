@@ -49,8 +49,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import confirm
-    from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
+    from ipamguard.cli.common import confirm, paths_for
     from ipamguard.ipam.release import ReleasePlan, release_container
 
     def ask(plan: ReleasePlan) -> None:
@@ -59,12 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json and not args.yes and not args.dry_run:
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
+    paths = paths_for(args)
     result = release_container(
-        args.db,
+        paths.db,
         args.container,
         args.network,
         dry_run=args.dry_run,
-        lock_paths=ROOTFUL_NETWORK_LOCKS,
+        lock_paths=paths.network_locks,
         timeout=args.lock_timeout,
         confirm=None if args.yes else ask,
         vouch=None if args.force else _vouch_for(args),
@@ -128,10 +128,14 @@ def _vouch_for(args: argparse.Namespace) -> Callable[[str], None]:
 
 def _backup_to(args: argparse.Namespace) -> Callable[[Any], str]:
     from ipamguard.backups import write_backup
+    from ipamguard.cli.common import paths_for
 
     def backup(tx: Any) -> str:
         return write_backup(
-            tx.snapshot.data, tx.snapshot.meta.txid, args.backup_dir, args.backups_keep
+            tx.snapshot.data,
+            tx.snapshot.meta.txid,
+            paths_for(args).backup_dir,
+            args.backups_keep,
         )
 
     return backup

@@ -42,19 +42,19 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import confirm, liveness_sources, print_json
-    from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
+    from ipamguard.cli.common import confirm, liveness_sources, paths_for, print_json
     from ipamguard.ipam.report import allocation_to_json
     from ipamguard.restore import restore
 
     if args.json and not (args.yes or args.dry_run):
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
+    paths = paths_for(args)
     if not args.dry_run and not args.yes:
-        confirm(f"Rewrite {args.db} with the content of {args.backup}?", assume_yes=False)
+        confirm(f"Rewrite {paths.db} with the content of {args.backup}?", assume_yes=False)
     api, runtime = liveness_sources(args)
     plan = restore(
-        args.backup, args.db, [*api, *runtime], ROOTFUL_NETWORK_LOCKS, args.lock_timeout,
-        args.backup_dir, args.backups_keep, force=args.force, dry_run=args.dry_run,
+        args.backup, paths.db, [*api, *runtime], paths.network_locks, args.lock_timeout,
+        paths.backup_dir, args.backups_keep, force=args.force, dry_run=args.dry_run,
     )  # fmt: skip
     if args.json:
         print_json(

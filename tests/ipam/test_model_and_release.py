@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ def ipam_file(oracle: Oracle, tmp_path: Path, count: int = 50) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    if args[0] == "release":  # never the host's backup directory
+        args = (*args, "--backup-dir", tempfile.mkdtemp(prefix="ipamguard-test-"))
     return subprocess.run(
         [sys.executable, "-m", "ipamguard", *args],
         capture_output=True, text=True, cwd=REPO, stdin=subprocess.DEVNULL,
