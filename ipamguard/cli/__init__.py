@@ -22,7 +22,7 @@ exit codes:
 """
 
 # Sub-command modules, in the order --help lists them.
-COMMANDS = ("dump", "check", "repair", "release", "backups", "restore", "doctor")
+COMMANDS = ("dump", "check", "repair", "release", "backups", "restore", "daemon", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

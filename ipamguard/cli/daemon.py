@@ -1,0 +1,48 @@
+"""``ipamguard daemon``: the long-running service (systemd, Type=notify)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ipamguard.config import DEFAULT_CONFIG_PATH, LOG_FORMATS
+
+DEFAULT_CYCLE = "ipamguard.daemon.cycle:make_cycle"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "daemon",
+        help="watch ipam.db and podman's events; alert on (or heal) leaks",
+        description="Run the service: a full reconcile at start, then again after "
+        "podman's container events, changes of ipam.db and every resync interval. "
+        "Leaks are reported in the journal; with [repair] enabled = true, confirmed "
+        "leaks are released. Talks to systemd (READY, STATUS, WATCHDOG); SIGHUP "
+        "reloads the configuration, SIGTERM stops.",
+        epilog="Exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad configuration or "
+        "arguments (one line on stderr).",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"configuration file (default: {DEFAULT_CONFIG_PATH}; defaults if missing)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="override [log] format (auto: the journal when its socket exists)",
+    )
+    parser.add_argument(
+        "--cycle",
+        metavar="MODULE:FUNCTION",
+        default=DEFAULT_CYCLE,
+        help="for tests and benchmarks: the factory of the reconcile cycle "
+        f"(default: {DEFAULT_CYCLE})",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ipamguard.daemon.app import run_daemon
+
+    return run_daemon(args.config, args.log_format, args.cycle)

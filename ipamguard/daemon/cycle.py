@@ -1,0 +1,173 @@
+"""The daemon's reconcile cycle: observe, judge, alert once, repair where opted in.
+
+Between cycles it keeps, per finding, when it was first seen (the grace
+period needs two observations far enough apart) and what was last alerted
+(a finding is alerted once, and again only when it changes).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from ipamguard import messages
+from ipamguard.config import Config
+from ipamguard.daemon.cycle_api import CycleResult
+from ipamguard.daemon.linkwatch import LinkWatch
+from ipamguard.errors import DatabaseNotFound, IpamguardError
+from ipamguard.healing import RepairResult, Settings, judge, observe, repair
+from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
+from ipamguard.liveness import (
+    ConmonSource,
+    LivenessSource,
+    PodmanApiSource,
+    RuntimeStateSource,
+)
+from ipamguard.reconcile import Finding, FindingKey, Reconciliation
+
+log = structlog.get_logger("ipamguard.cycle")
+LOCK_TIMEOUT_SECONDS = 2.0
+Signature = tuple[str, bool, tuple[str, ...]]
+
+
+def make_cycle() -> ReconcileCycle:
+    return ReconcileCycle()
+
+
+class ReconcileCycle:
+    def __init__(self, links: LinkWatch | None = None) -> None:
+        self.first_seen: dict[FindingKey, float] = {}
+        self.alerted: dict[FindingKey, Signature] = {}
+        self.refusals: dict[FindingKey, str] = {}
+        self.links = links if links is not None else LinkWatch()
+
+    def run(self, reason: str, config: Config) -> CycleResult:
+        result = self._reconcile(config)
+        try:
+            self.links.run()
+        except IpamguardError as error:  # the doctor part never stops the IPAM part
+            log.debug("link check failed", error=str(error))
+        return result
+
+    def _reconcile(self, config: Config) -> CycleResult:
+        settings = Settings(
+            db=config.paths.db,
+            network_dir=config.paths.network_dir,
+            lock_paths=ROOTFUL_NETWORK_LOCKS,
+            lock_timeout=LOCK_TIMEOUT_SECONDS,
+            backup_dir=config.paths.backup_dir,
+            backups_keep=config.paths.backups_keep,
+        )
+        api: list[LivenessSource] = [
+            PodmanApiSource(config.podman.url, config.podman.timeout_seconds)
+        ]
+        runtime: list[LivenessSource] = [RuntimeStateSource(), ConmonSource()]
+        try:
+            observation = observe(settings, [*api, *runtime])
+        except DatabaseNotFound:
+            self._forget(set())  # no ipam.db yet: podman never allocated an address
+            return CycleResult(0, 0, 0, 0, True, config.repair.enabled)
+        grace = config.repair.grace_seconds
+        result = judge(observation, self.first_seen, grace)
+        current = {f.key: f for f in result.findings}
+        self.first_seen = {key: f.first_seen for key, f in current.items()}
+        self._forget(set(current))
+        for finding in result.findings:
+            self._alert(finding)
+        repaired: list[Finding] = []
+        if config.repair.enabled and result.liveness_complete:
+            outcome = self._repair(settings, result, set(config.repair.kinds), api, runtime)
+            repaired = outcome.released
+            for finding in repaired:
+                self.first_seen.pop(finding.key, None)
+                self.alerted.pop(finding.key, None)
+        return CycleResult(
+            networks=result.networks,
+            allocations=result.allocations - sum(1 for f in repaired if f.ip),
+            open_findings=len(result.findings) - len(repaired),
+            repaired=len(repaired),
+            podman_ok=result.liveness_complete,
+            repair_enabled=config.repair.enabled,
+            recheck_after=_next_confirmation(result, grace, observation.taken_at)
+            if config.repair.enabled
+            else None,
+        )
+
+    def _alert(self, finding: Finding) -> None:
+        signature = (finding.kind, finding.releasable, finding.evidence)
+        if self.alerted.get(finding.key) == signature:
+            return
+        self.alerted[finding.key] = signature
+        log.warning(
+            _describe(finding),
+            message_id=messages.LEAK_FOUND,
+            **_fields(finding),
+            releasable=finding.releasable,
+            evidence="; ".join(finding.evidence),
+        )
+
+    def _forget(self, keys: set[FindingKey]) -> None:
+        for key in [k for k in self.alerted if k not in keys]:
+            kind, network, subnet, ip, container_id = key
+            del self.alerted[key]
+            self.refusals.pop(key, None)
+            log.info(
+                f"{kind} finding gone: {' '.join(x for x in (network, subnet, ip) if x)}",
+                message_id=messages.FINDING_RESOLVED,
+                finding=kind, network=network, subnet=subnet, ip=ip, container_id=container_id,
+            )  # fmt: skip
+
+    def _repair(
+        self,
+        settings: Settings,
+        result: Reconciliation,
+        kinds: set[str],
+        api: list[LivenessSource],
+        runtime: list[LivenessSource],
+    ) -> RepairResult:
+        ready = [f for f in result.findings if f.kind in kinds and f.releasable and f.confirmed]
+        if not ready:
+            return RepairResult()
+        outcome = repair(settings, ready, kinds, api, runtime)
+        for finding in outcome.released:
+            log.warning(
+                "released " + _describe(finding),
+                message_id=messages.LEAK_RELEASED,
+                **_fields(finding),
+                backup=outcome.backup,
+                lock_hold_ms=round(outcome.lock_hold * 1000, 3),
+            )
+        for finding, why in outcome.refused:
+            if self.refusals.get(finding.key) == why:
+                continue
+            self.refusals[finding.key] = why
+            log.warning(
+                "did not release " + _describe(finding) + ": " + why,
+                message_id=messages.REPAIR_REFUSED,
+                **_fields(finding),
+                reason=why,
+            )
+        return outcome
+
+
+def _fields(finding: Finding) -> dict[str, str | None]:
+    return {
+        "finding": finding.kind,
+        "network": finding.network,
+        "subnet": finding.subnet,
+        "ip": finding.ip,
+        "container_id": finding.container_id,
+    }
+
+
+def _describe(finding: Finding) -> str:
+    where = " ".join(x for x in (finding.network, finding.subnet, finding.ip) if x)
+    who = f" held by container {finding.container_id}" if finding.container_id else ""
+    return f"{finding.kind}: {where}{who}"
+
+
+def _next_confirmation(result: Reconciliation, grace: float, now: float) -> float | None:
+    """Seconds until the next releasable finding's grace period ends, if any."""
+    waits = [
+        f.first_seen + grace - now for f in result.findings if f.releasable and not f.confirmed
+    ]
+    return max(min(waits), 0.0) if waits else None

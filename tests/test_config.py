@@ -1,0 +1,230 @@
+"""The daemon's configuration: defaults, the shipped file, and every kind of bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ipamguard.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    LogConfig,
+    PathsConfig,
+    PodmanConfig,
+    RepairConfig,
+    WatchConfig,
+    config_changes,
+    config_keys,
+    load_config,
+    parse_config,
+)
+from ipamguard.errors import ConfigError, IpamguardError
+
+PACKAGED = Path(__file__).resolve().parents[1] / "packaging" / "ipamguard.toml"
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "ipamguard.toml")
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_safe() -> None:
+    config = Config()
+    assert config.repair == RepairConfig(False, 60.0, ("leaked", "stale", "dangling"))
+    assert config.podman == PodmanConfig("unix:///run/podman/podman.sock", 5.0)
+    assert config.watch == WatchConfig(300.0, 1.0)
+    assert config.paths == PathsConfig(
+        "/run/containers/networks/ipam.db",
+        "/etc/containers/networks",
+        "/var/lib/ipamguard/backups",
+        20,
+    )
+    assert config.log == LogConfig("info", "auto")
+    assert parse_config("") == config
+
+
+def test_the_packaged_file_is_exactly_the_defaults() -> None:
+    assert load_config(str(PACKAGED)) == Config()
+
+
+def test_the_packaged_file_names_every_key() -> None:
+    document = tomllib.loads(PACKAGED.read_text())
+    assert {s: tuple(t) for s, t in document.items()} == config_keys()
+
+
+def test_every_key_can_be_set() -> None:
+    config = parse_config(
+        """
+        [repair]
+        enabled = true
+        grace_seconds = 0
+        kinds = ["leaked", "orphan-network", "malformed"]
+        [podman]
+        url = "tcp://127.0.0.1:8080"
+        timeout_seconds = 0.5
+        [watch]
+        resync_seconds = 30
+        debounce_seconds = 0
+        [paths]
+        db = "/tmp/x//ipam.db"
+        network_dir = "/tmp/n"
+        backup_dir = "/tmp/b"
+        backups_keep = 0
+        [log]
+        level = "debug"
+        format = "json"
+        """
+    )
+    assert config.repair == RepairConfig(True, 0.0, ("leaked", "orphan-network", "malformed"))
+    assert config.podman == PodmanConfig("tcp://127.0.0.1:8080", 0.5)
+    assert config.watch == WatchConfig(30.0, 0.0)
+    assert config.paths == PathsConfig("/tmp/x/ipam.db", "/tmp/n", "/tmp/b", 0)
+    assert config.log == LogConfig("debug", "json")
+    assert isinstance(config.repair.grace_seconds, float)
+    # a partial section keeps the other defaults
+    assert parse_config("[repair]\nenabled = true\n").repair.grace_seconds == 60.0
+
+
+def test_the_example_message() -> None:
+    assert error_of("[repair]\ngrace_seconds = 'x'\n") == (
+        "ipamguard.toml: [repair] grace_seconds: expected a non-negative number, got 'x'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # unknown names
+        ("[reapir]\n", r"unknown section \[reapir\] \(known: \[repair\], \[podman\]"),
+        ("enabled = true\n", r"unknown top-level key 'enabled' \(keys belong in a section"),
+        ("[repair]\nenable = true\n", r"\[repair\] unknown key 'enable' \(known: enabled,"),
+        ("[repair.extra]\nx = 1\n", r"\[repair\] unknown key 'extra'"),
+        ("repair = 1\n", r"\[repair\]: expected a table, got 1"),
+        # wrong types
+        ("[repair]\nenabled = 'yes'\n", r"\[repair\] enabled: expected true or false, got 'yes'"),
+        ("[repair]\nenabled = 1\n", r"enabled: expected true or false, got 1$"),
+        (
+            "[repair]\ngrace_seconds = true\n",
+            r"grace_seconds: expected a non-negative number, got true",
+        ),
+        (
+            "[repair]\ngrace_seconds = -1\n",
+            r"grace_seconds: expected a non-negative number, got -1",
+        ),
+        (
+            "[repair]\ngrace_seconds = nan\n",
+            r"grace_seconds: expected a non-negative number, got nan",
+        ),
+        (
+            "[repair]\ngrace_seconds = inf\n",
+            r"grace_seconds: expected a non-negative number, got inf",
+        ),
+        (
+            "[repair]\nkinds = 'leaked'\n",
+            r"kinds: expected a list of distinct kinds from leaked, stale,",
+        ),
+        ("[repair]\nkinds = ['leaked', 'gone']\n", r"got \['leaked', 'gone'\]"),
+        ("[repair]\nkinds = ['leaked', 'leaked']\n", r"expected a list of distinct kinds"),
+        ("[repair]\nkinds = [1]\n", r"kinds: expected a list .*got \[1\]"),
+        (
+            "[podman]\ntimeout_seconds = 0\n",
+            r"\[podman\] timeout_seconds: expected a positive number, got 0",
+        ),
+        ("[podman]\nurl = '/run/podman/podman.sock'\n", r"url: expected a URL such as unix:///run"),
+        ("[podman]\nurl = 'unix://relative.sock'\n", r"url: expected a URL"),
+        ("[podman]\nurl = 'tcp://host'\n", r"url: expected a URL"),
+        ("[podman]\nurl = 'ssh://root@host/run/podman.sock'\n", r"url: expected a URL"),
+        ("[podman]\nurl = 5\n", r"url: expected a URL .*got 5"),
+        ("[watch]\nresync_seconds = 0\n", r"\[watch\] resync_seconds: expected a positive number"),
+        (
+            "[watch]\ndebounce_seconds = '1s'\n",
+            r"debounce_seconds: expected a non-negative number, got '1s'",
+        ),
+        ("[paths]\ndb = 'ipam.db'\n", r"\[paths\] db: expected an absolute path, got 'ipam.db'"),
+        ("[paths]\nbackup_dir = 3\n", r"backup_dir: expected an absolute path, got 3"),
+        (
+            "[paths]\nbackups_keep = 2.5\n",
+            r"backups_keep: expected a non-negative integer, got 2.5",
+        ),
+        ("[paths]\nbackups_keep = -1\n", r"backups_keep: expected a non-negative integer, got -1"),
+        (
+            "[log]\nlevel = 'verbose'\n",
+            r"\[log\] level: expected one of debug, info, warning, error, got 'verbose'",
+        ),
+        (
+            "[log]\nformat = 'syslog'\n",
+            r"format: expected one of auto, journal, console, json, got 'syslog'",
+        ),
+        ("[log]\nlevel = {a = 1}\n", r"level: expected one of .*got a table"),
+        # not TOML at all
+        ("[repair\n", r"^ipamguard.toml: not valid TOML: .*line 1"),
+        ("[repair]\nenabled = true\nenabled = false\n", r"not valid TOML"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_key(text: str, expected: str) -> None:
+    message = error_of(text)
+    assert message.startswith("ipamguard.toml: ")
+    assert re.search(expected, message), message
+
+
+def test_a_missing_default_file_means_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ipamguard.config.DEFAULT_CONFIG_PATH", "/nonexistent/ipamguard.toml")
+    assert load_config() == Config()
+    assert DEFAULT_CONFIG_PATH == "/etc/ipamguard/ipamguard.toml"
+
+
+def test_a_missing_file_given_explicitly_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match=f"^{path}: no such file$"):
+        load_config(str(path))
+
+
+def test_unreadable_and_undecodable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"^{tmp_path}: cannot read: Is a directory$"):
+        load_config(str(tmp_path))
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"[log]\nlevel = '\xff'\n")
+    with pytest.raises(ConfigError, match=r"bin.toml: not UTF-8 text \(byte 15\)"):
+        load_config(str(binary))
+    if os.geteuid() != 0:  # root reads anything
+        secret = tmp_path / "secret.toml"
+        secret.write_text("")
+        secret.chmod(0)
+        with pytest.raises(ConfigError, match="cannot read: Permission denied"):
+            load_config(str(secret))
+
+
+def test_errors_name_the_file_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "ipamguard.toml"
+    path.write_text("[watch]\nresync_seconds = -5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(info.value) == (
+        f"{path}: [watch] resync_seconds: expected a positive number, got -5"
+    )
+    assert isinstance(info.value, IpamguardError)
+    assert info.value.exit_code == 2
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(AttributeError):
+        config.repair.enabled = True  # type: ignore[misc]
+
+
+def test_config_changes() -> None:
+    old = Config()
+    new = parse_config("[repair]\nenabled = true\nkinds = ['leaked']\n[log]\nlevel = 'debug'\n")
+    assert config_changes(old, new) == [
+        "[repair] enabled: false -> true",
+        "[repair] kinds: ['leaked', 'stale', 'dangling'] -> ['leaked']",
+        "[log] level: 'info' -> 'debug'",
+    ]
+    assert config_changes(new, new) == []
