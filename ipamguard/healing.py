@@ -20,6 +20,7 @@ from ipamguard.bolt import DB, Tx
 from ipamguard.errors import NotFound, PodmanUnavailable
 from ipamguard.ipam.model import IpamState, read_ipam, read_network
 from ipamguard.ipam.netconfig import podman_network_names
+from ipamguard.ipam.paths import PodmanPaths
 from ipamguard.ipam.release import ReleasePlan, apply_release, plan_release
 from ipamguard.kinds import LEAKED, ORPHAN_NETWORK, STALE, STOPPED_STATES
 from ipamguard.liveness import LivenessSnapshot, LivenessSource, collect
@@ -35,11 +36,8 @@ from ipamguard.reconcile import (
 class Settings:
     """Where things are and how long to wait: what check and repair need."""
 
-    db: str
-    network_dir: str
-    lock_paths: tuple[str, ...]
+    paths: PodmanPaths
     lock_timeout: float
-    backup_dir: str
     backups_keep: int
 
 
@@ -75,10 +73,11 @@ class _LivenessView:
 
 def observe(settings: Settings, sources: Sequence[LivenessSource]) -> Observation:
     """Read ipam.db, then ask liveness: an ID allocated after the read is never judged."""
-    with DB.open(settings.db, readonly=True, timeout=settings.lock_timeout) as db, db.view() as tx:
+    paths = settings.paths
+    with DB.open(paths.db, readonly=True, timeout=settings.lock_timeout) as db, db.view() as tx:
         state = read_ipam(tx)
     liveness = collect(sources)
-    return Observation(state, liveness, podman_network_names(settings.network_dir), time.time())
+    return Observation(state, liveness, podman_network_names(paths.network_dir), time.time())
 
 
 def judge(
@@ -136,8 +135,8 @@ def repair(
     from ipamguard.locks import network_locks
 
     with (
-        DB.open(settings.db, readonly=False, timeout=settings.lock_timeout) as db,
-        network_locks(list(settings.lock_paths), settings.lock_timeout),
+        DB.open(settings.paths.db, readonly=False, timeout=settings.lock_timeout) as db,
+        network_locks(list(settings.paths.network_locks), settings.lock_timeout),
     ):
         third = collect(runtime_sources)  # no podman locks involved: safe under ours
 
@@ -151,7 +150,7 @@ def repair(
                 tx.rollback()  # nothing left to do: write nothing
                 return attempt
             attempt.backup = write_backup(
-                    tx.snapshot.data, tx.snapshot.meta.txid, settings.backup_dir,
+                    tx.snapshot.data, tx.snapshot.meta.txid, settings.paths.backup_dir,
                     settings.backups_keep,
                 )  # fmt: skip
             for action in actions:

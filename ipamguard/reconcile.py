@@ -57,6 +57,12 @@ class Finding:
     def key(self) -> tuple[str, str, str | None, str | None, str | None]:
         return (self.kind, self.network, self.subnet, self.ip, self.container_id)
 
+    def describe(self) -> str:
+        """'leaked: net 10.88.0.0/16 10.88.0.5 held by container 36e1…' (one line)."""
+        where = " ".join(x for x in (self.network, self.subnet, self.ip) if x)
+        who = f" held by container {self.container_id}" if self.container_id else ""
+        return f"{self.kind}: {where}{who}"
+
 
 @dataclass
 class Reconciliation:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -120,13 +121,9 @@ def add_backup_options(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> Any:
     from ipamguard.healing import Settings
 
-    paths = paths_for(args)
     return Settings(
-        db=paths.db,
-        network_dir=paths.network_dir,
-        lock_paths=paths.network_locks,
+        paths_for(args),
         lock_timeout=args.lock_timeout,
-        backup_dir=paths.backup_dir,
         backups_keep=getattr(args, "backups_keep", 20),
     )
 
@@ -143,20 +140,8 @@ def liveness_sources(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
 
 
 def finding_to_json(finding: Any) -> dict[str, Any]:
-    return {
-        "kind": finding.kind,
-        "network": finding.network,
-        "subnet": finding.subnet,
-        "ip": finding.ip,
-        "container_id": finding.container_id,
-        "first_seen": finding.first_seen,
-        "evidence": list(finding.evidence),
-        "releasable": finding.releasable,
-        "confirmed": finding.confirmed,
-    }
+    return dataclasses.asdict(finding) | {"evidence": list(finding.evidence)}
 
 
 def finding_to_text(finding: Any) -> str:
-    where = " ".join(x for x in (finding.network, finding.subnet, finding.ip) if x)
-    who = f" container {finding.container_id}" if finding.container_id else ""
-    return f"{finding.kind}: {where}{who} ({'; '.join(finding.evidence)})"
+    return f"{finding.describe()} ({'; '.join(finding.evidence)})"

@@ -7,6 +7,8 @@ period needs two observations far enough apart) and what was last alerted
 
 from __future__ import annotations
 
+import dataclasses
+
 import structlog
 
 from ipamguard import messages
@@ -15,7 +17,7 @@ from ipamguard.daemon.cycle_api import CycleResult
 from ipamguard.daemon.linkwatch import LinkWatch
 from ipamguard.errors import DatabaseNotFound, IpamguardError
 from ipamguard.healing import RepairResult, Settings, judge, observe, repair
-from ipamguard.ipam.paths import ROOTFUL_NETWORK_LOCKS
+from ipamguard.ipam.paths import ROOTFUL, network_locks
 from ipamguard.liveness import (
     ConmonSource,
     LivenessSource,
@@ -49,18 +51,19 @@ class ReconcileCycle:
         return result
 
     def _reconcile(self, config: Config) -> CycleResult:
-        settings = Settings(
+        paths = dataclasses.replace(
+            ROOTFUL,
             db=config.paths.db,
             network_dir=config.paths.network_dir,
-            lock_paths=ROOTFUL_NETWORK_LOCKS,
-            lock_timeout=LOCK_TIMEOUT_SECONDS,
+            network_locks=network_locks(config.paths.network_dir),
+            socket_url=config.podman.url,
             backup_dir=config.paths.backup_dir,
-            backups_keep=config.paths.backups_keep,
         )
+        settings = Settings(paths, LOCK_TIMEOUT_SECONDS, config.paths.backups_keep)
         api: list[LivenessSource] = [
             PodmanApiSource(config.podman.url, config.podman.timeout_seconds)
         ]
-        runtime: list[LivenessSource] = [RuntimeStateSource(), ConmonSource()]
+        runtime: list[LivenessSource] = [RuntimeStateSource(paths.runtime_dirs), ConmonSource()]
         try:
             observation = observe(settings, [*api, *runtime])
         except DatabaseNotFound:
@@ -98,7 +101,7 @@ class ReconcileCycle:
             return
         self.alerted[finding.key] = signature
         log.warning(
-            _describe(finding),
+            finding.describe(),
             message_id=messages.LEAK_FOUND,
             **_fields(finding),
             releasable=finding.releasable,
@@ -130,7 +133,7 @@ class ReconcileCycle:
         outcome = repair(settings, ready, kinds, api, runtime)
         for finding in outcome.released:
             log.warning(
-                "released " + _describe(finding),
+                "released " + finding.describe(),
                 message_id=messages.LEAK_RELEASED,
                 **_fields(finding),
                 backup=outcome.backup,
@@ -141,7 +144,7 @@ class ReconcileCycle:
                 continue
             self.refusals[finding.key] = why
             log.warning(
-                "did not release " + _describe(finding) + ": " + why,
+                "did not release " + finding.describe() + ": " + why,
                 message_id=messages.REPAIR_REFUSED,
                 **_fields(finding),
                 reason=why,
@@ -157,12 +160,6 @@ def _fields(finding: Finding) -> dict[str, str | None]:
         "ip": finding.ip,
         "container_id": finding.container_id,
     }
-
-
-def _describe(finding: Finding) -> str:
-    where = " ".join(x for x in (finding.network, finding.subnet, finding.ip) if x)
-    who = f" held by container {finding.container_id}" if finding.container_id else ""
-    return f"{finding.kind}: {where}{who}"
 
 
 def _next_confirmation(result: Reconciliation, grace: float, now: float) -> float | None:

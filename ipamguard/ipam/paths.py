@@ -20,6 +20,12 @@ PODMAN_SOCKET_URL = "unix:///run/podman/podman.sock"
 BACKUP_DIR = "/var/lib/ipamguard/backups"
 
 
+def network_locks(network_dir: str, rootless: bool = False) -> tuple[str, ...]:
+    """podman's network lock files for this network config dir, in the fixed order."""
+    in_dir = os.path.join(network_dir, "netavark.lock")
+    return (in_dir,) if rootless else ("/run/lock/netavark.lock", in_dir)
+
+
 @dataclass(frozen=True)
 class PodmanPaths:
     """Everything ipamguard touches, for rootful podman or one user's rootless podman."""
@@ -52,7 +58,7 @@ def rootless_paths(uid: int, env: Mapping[str, str], home: str) -> PodmanPaths:
     return PodmanPaths(
         db=os.path.join(runtime, "containers", "networks", "ipam.db"),
         network_dir=network_dir,
-        network_locks=(os.path.join(network_dir, "netavark.lock"),),
+        network_locks=network_locks(network_dir, rootless=True),
         socket_url=f"unix://{runtime}/podman/podman.sock",
         runtime_dirs=tuple(os.path.join(runtime, r) for r in ("runc", "crun", "youki")),
         backup_dir=os.path.join(state_home, "ipamguard", "backups"),
