@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ipamguard.bolt import DB, Tx
-from ipamguard.errors import NotFound, PodmanUnavailable
+from ipamguard.errors import DatabaseNotFound, NotFound, PodmanUnavailable
 from ipamguard.ipam.model import IpamState, read_ipam, read_network
 from ipamguard.ipam.netconfig import podman_network_names
 from ipamguard.ipam.paths import PodmanPaths
@@ -74,8 +74,14 @@ class _LivenessView:
 def observe(settings: Settings, sources: Sequence[LivenessSource]) -> Observation:
     """Read ipam.db, then ask liveness: an ID allocated after the read is never judged."""
     paths = settings.paths
-    with DB.open(paths.db, readonly=True, timeout=settings.lock_timeout) as db, db.view() as tx:
-        state = read_ipam(tx)
+    try:
+        with (
+            DB.open(paths.db, readonly=True, timeout=settings.lock_timeout) as db,
+            db.view() as tx,
+        ):
+            state = read_ipam(tx)
+    except DatabaseNotFound:
+        state = IpamState(txid=0)  # podman has not allocated an address since boot
     liveness = collect(sources)
     return Observation(state, liveness, podman_network_names(paths.network_dir), time.time())
 

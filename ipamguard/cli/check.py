@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(
             {
-                "db": settings_from(args).db,
+                "db": settings_from(args).paths.db,
                 "txid": observation.state.txid,
                 "networks": result.networks,
                 "allocations": result.allocations,

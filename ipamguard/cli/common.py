@@ -6,10 +6,15 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipamguard.errors import Refused
 from ipamguard.ipam.paths import ROOTFUL_DB
+
+if TYPE_CHECKING:
+    from ipamguard.healing import Settings
+    from ipamguard.ipam.paths import PodmanPaths
+    from ipamguard.liveness import LivenessSource
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +32,7 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def paths_for(args: argparse.Namespace) -> Any:
+def paths_for(args: argparse.Namespace) -> PodmanPaths:
     """The PodmanPaths of the mode asked for, with the command line's overrides."""
     import dataclasses
 
@@ -118,7 +123,7 @@ def add_backup_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from(args: argparse.Namespace) -> Any:
+def settings_from(args: argparse.Namespace) -> Settings:
     from ipamguard.healing import Settings
 
     return Settings(
@@ -128,14 +133,22 @@ def settings_from(args: argparse.Namespace) -> Any:
     )
 
 
-def liveness_sources(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+def liveness_sources(
+    args: argparse.Namespace,
+) -> tuple[list[LivenessSource], list[LivenessSource]]:
     """(podman API sources, runtime-state sources) for the command line's options."""
-    from ipamguard.liveness import ConmonSource, PodmanApiSource, RuntimeStateSource
+    from ipamguard.liveness import (
+        ConmonSource,
+        InFlightSource,
+        PodmanApiSource,
+        RuntimeStateSource,
+    )
 
     paths = paths_for(args)
     return [PodmanApiSource(paths.socket_url, args.podman_timeout)], [
         RuntimeStateSource(paths.runtime_dirs),
         ConmonSource(),
+        InFlightSource(),
     ]
 
 

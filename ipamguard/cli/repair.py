@@ -42,9 +42,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--grace",
         type=float,
-        default=0.0,
+        default=5.0,
         metavar="SECONDS",
-        help="observe twice this far apart; release only what both agree on (default: 0)",
+        help="observe twice this far apart; release only what both agree on (default: 5; "
+        "0 only when no container of another storage root can be starting)",
     )
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--dry-run", action="store_true", help="show what would be released")

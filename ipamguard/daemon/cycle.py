@@ -15,15 +15,17 @@ from ipamguard import messages
 from ipamguard.config import Config
 from ipamguard.daemon.cycle_api import CycleResult
 from ipamguard.daemon.linkwatch import LinkWatch
-from ipamguard.errors import DatabaseNotFound, IpamguardError
+from ipamguard.errors import IpamguardError
 from ipamguard.healing import RepairResult, Settings, judge, observe, repair
 from ipamguard.ipam.paths import ROOTFUL, network_locks
 from ipamguard.liveness import (
     ConmonSource,
+    InFlightSource,
     LivenessSource,
     PodmanApiSource,
     RuntimeStateSource,
 )
+from ipamguard.liveness.podman_api import FAILURE_PREFIX
 from ipamguard.reconcile import Finding, FindingKey, Reconciliation
 
 log = structlog.get_logger("ipamguard.cycle")
@@ -63,12 +65,12 @@ class ReconcileCycle:
         api: list[LivenessSource] = [
             PodmanApiSource(config.podman.url, config.podman.timeout_seconds)
         ]
-        runtime: list[LivenessSource] = [RuntimeStateSource(paths.runtime_dirs), ConmonSource()]
-        try:
-            observation = observe(settings, [*api, *runtime])
-        except DatabaseNotFound:
-            self._forget(set())  # no ipam.db yet: podman never allocated an address
-            return CycleResult(0, 0, 0, 0, True, config.repair.enabled)
+        runtime: list[LivenessSource] = [
+            RuntimeStateSource(paths.runtime_dirs),
+            ConmonSource(),
+            InFlightSource(),
+        ]
+        observation = observe(settings, [*api, *runtime])  # no ipam.db yet: empty
         grace = config.repair.grace_seconds
         result = judge(observation, self.first_seen, grace)
         current = {f.key: f for f in result.findings}
@@ -88,7 +90,7 @@ class ReconcileCycle:
             allocations=result.allocations - sum(1 for f in repaired if f.ip),
             open_findings=len(result.findings) - len(repaired),
             repaired=len(repaired),
-            podman_ok=result.liveness_complete,
+            podman_ok=not any(f.startswith(FAILURE_PREFIX) for f in result.liveness_failures),
             repair_enabled=config.repair.enabled,
             recheck_after=_next_confirmation(result, grace, observation.taken_at)
             if config.repair.enabled

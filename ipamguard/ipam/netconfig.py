@@ -12,14 +12,13 @@ DEFAULT_NETWORK = "podman"
 def podman_network_names(network_dir: str) -> set[str] | None:
     """Names of the networks configured in ``network_dir`` (plus podman's default).
 
-    None when the directory cannot be read: then no network is judged orphaned.
+    None when the directory is missing or cannot be read: then no network is
+    judged orphaned (a typo in a path must never make networks look deleted).
     A config that cannot be parsed still counts, under its file name, so that a
     damaged config never makes its network look orphaned.
     """
     try:
         entries = os.listdir(network_dir)
-    except FileNotFoundError:
-        return {DEFAULT_NETWORK}
     except OSError:
         return None
     names = {DEFAULT_NETWORK}

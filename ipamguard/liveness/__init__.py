@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from ipamguard.errors import SourceUnavailable
+from ipamguard.liveness.inflight import InFlightSource
 from ipamguard.liveness.model import (
     RUNNING_STATES,
     ContainerInfo,
@@ -28,6 +29,7 @@ __all__ = [
     "RUNTIME_STATE_DIRS",
     "ConmonSource",
     "ContainerInfo",
+    "InFlightSource",
     "LivenessSnapshot",
     "LivenessSource",
     "PodmanApiSource",
@@ -62,9 +64,11 @@ def default_sources(
     runtime_dirs: tuple[str, ...] = RUNTIME_STATE_DIRS,
     proc: str = "/proc",
 ) -> list[LivenessSource]:
-    """podman's API at url, the OCI runtimes' state dirs, conmon processes."""
+    """podman's API at url, the OCI runtimes' state dirs, conmon processes, and the
+    podman/buildah processes that may be setting up what no source sees yet."""
     return [
         PodmanApiSource(url, timeout),
         RuntimeStateSource(runtime_dirs, proc),
         ConmonSource(proc),
+        InFlightSource(proc),
     ]

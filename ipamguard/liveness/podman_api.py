@@ -23,6 +23,9 @@ LIST_PARAMS = {"all": True, "external": True}
 MAX_DETAIL = 200  # characters of an HTTP error body kept in the message
 
 
+FAILURE_PREFIX = "podman API at"  # how its failure lines start
+
+
 class PodmanApiSource:
     """All containers of the podman service at ``url`` (and buildah's), with state."""
 
@@ -36,7 +39,7 @@ class PodmanApiSource:
         return [self._parse_entry(entry) for entry in self._list_containers()]
 
     def _fail(self, reason: str) -> SourceUnavailable:
-        return SourceUnavailable(f"podman API at {self.url}: {reason}")
+        return SourceUnavailable(f"{FAILURE_PREFIX} {self.url}: {reason}")
 
     def _list_containers(self) -> list[Any]:
         try:

@@ -9,7 +9,6 @@ CI never skips them silently.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sandbox import Sandbox, missing_requirements
-
-
-def require_sandbox() -> None:
-    """Skip (locally) or fail (with $CI set) when a sandbox cannot run here."""
-    reason = missing_requirements()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"e2e tests cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+from sandbox import Sandbox, require_sandbox
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

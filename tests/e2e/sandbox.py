@@ -106,6 +106,18 @@ class SandboxError(AssertionError):
     """A command in the sandbox failed, or the sandbox could not start or stop."""
 
 
+def require_sandbox() -> None:
+    """Skip (locally) or fail (with $CI set) when a sandbox cannot run here."""
+    import pytest
+
+    reason = missing_requirements()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"e2e tests cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def missing_requirements() -> str | None:
     """Why a sandbox cannot run on this machine, or None if it can."""
     if sys.platform != "linux":

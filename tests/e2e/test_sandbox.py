@@ -8,7 +8,7 @@ import re
 import subprocess
 
 import pytest
-from sandbox import IMAGE, IPAM_DB, Sandbox, host_links
+from sandbox import IMAGE, IPAM_DB, Sandbox, host_links, require_sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -135,8 +135,6 @@ def test_podman_api_and_podman_py(sandbox: Sandbox) -> None:
 
 
 def test_teardown_leaves_nothing_behind() -> None:
-    from conftest import require_sandbox
-
     require_sandbox()
     before = host_ip_links()
     with Sandbox() as sb:

@@ -10,6 +10,7 @@ from ipamguard.errors import IpamguardError, SourceUnavailable
 from ipamguard.liveness import (
     ConmonSource,
     ContainerInfo,
+    InFlightSource,
     LivenessSource,
     PodmanApiSource,
     RuntimeStateSource,
@@ -121,10 +122,11 @@ def test_source_unavailable_is_an_ipamguard_error() -> None:
 
 def test_default_sources() -> None:
     sources: list[LivenessSource] = default_sources("unix:///tmp/x.sock", timeout=2.0)
-    api, runtime, conmon = sources
+    api, runtime, conmon, inflight = sources
     assert isinstance(api, PodmanApiSource)
     assert (api.url, api.timeout) == ("unix:///tmp/x.sock", 2.0)
     assert isinstance(runtime, RuntimeStateSource)
     assert runtime.dirs == ("/run/runc", "/run/crun", "/run/youki")
     assert isinstance(conmon, ConmonSource)
-    assert [s.name for s in sources] == ["podman-api", "runtime-state", "conmon"]
+    assert isinstance(inflight, InFlightSource)
+    assert [s.name for s in sources] == ["podman-api", "runtime-state", "conmon", "in-flight"]
