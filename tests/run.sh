@@ -13,6 +13,9 @@ APT_PACKAGES=(
     strace                              # crash tests: kill the writer at every write
     systemd dbus iproute2 kmod          # journald, networkd, dbus-daemon, ip
     util-linux procps curl
+    debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools  # the .deb
+    python3-dbus-next python3-structlog python3-pyinotify help2man lintian man-db
+    rpm rpmlint shellcheck              # the RPM spec, the shell scripts
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive

@@ -31,8 +31,8 @@ from typing import Any
 import structlog
 
 from ipamguard.daemon.triggers import Push, Trigger
+from ipamguard.podman_http import API_PREFIX, connection
 
-API_PREFIX = "/v4.0.0/libpod"
 CONTAINER_ACTIONS = frozenset({"died", "cleanup", "remove", "start"})
 # podman 4.3 sends "network disconnect" (Actor: the container) but nothing for
 # "network rm"; podman 5 sends "network remove" (Actor: the network)
@@ -73,32 +73,6 @@ def trigger_from_event(event: Mapping[str, Any]) -> Trigger | None:
 
 def _table(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
-    """An HTTP connection to podman's API (unix:///path or tcp://host:port)."""
-    if url.startswith("unix://"):
-        return _UnixConnection(url[len("unix://") :], timeout)
-    if url.startswith("tcp://"):
-        host, _, port = url[len("tcp://") :].rpartition(":")
-        return http.client.HTTPConnection(host, int(port), timeout=timeout)
-    raise ValueError(f"unsupported podman URL {url!r}")
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("d", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 class PodmanEvents:
@@ -173,7 +147,7 @@ class PodmanEvents:
 
     def _open_stream(self) -> http.client.HTTPResponse:
         """_ping (podman answers), then the event stream; blocks without timeout after."""
-        conn = _connection(self.url, self.timeout)
+        conn = connection(self.url, self.timeout)
         with self._lock:
             self._conn = conn
         if self._stopping.is_set():

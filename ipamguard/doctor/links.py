@@ -82,7 +82,7 @@ def ethtool_driver(name: str) -> str | None:
     request = struct.pack("16sP", name.encode()[:15], address)
     request += bytes(_IFREQ_SIZE - len(request))
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
     except OSError:
         return None

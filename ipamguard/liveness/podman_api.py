@@ -1,18 +1,17 @@
-"""Liveness from podman's REST API (podman-py), external (buildah) containers included.
+"""Liveness from podman's REST API, external (buildah) containers included.
 
-One ``GET /libpod/containers/json?all=true&external=true`` per observe(), through
-podman-py's API client: ``ContainersManager.list()`` does not pass ``external``
-(podman-py 5.8). The API only knows the containers of its own storage root; an
-external container is listed with state "storage" whether or not ``buildah run``
-runs in it (that shows in the runtime state, under another ID).
-
-podman is imported inside observe(): the CLI starts without it.
+One ``GET /libpod/containers/json?all=true&external=true`` per observe(), over a
+fresh connection (standard library HTTP, see ipamguard.podman_http). The API only
+knows the containers of its own storage root; an external container is listed with
+state "storage" whether or not ``buildah run`` runs in it (that shows in the
+runtime state, under another ID).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from ipamguard.errors import SourceUnavailable
 from ipamguard.liveness.model import ContainerInfo
@@ -42,24 +41,29 @@ class PodmanApiSource:
         return SourceUnavailable(f"{FAILURE_PREFIX} {self.url}: {reason}")
 
     def _list_containers(self) -> list[Any]:
-        try:
-            import http.client  # loaded by podman anyway: not at module level (startup time)
+        import http.client  # not at module level: CLI startup time
+        import json
 
-            import podman
-            from podman.errors import PodmanError
-        except ImportError:
-            raise self._fail("podman-py is not installed (pip install podman)") from None
+        from ipamguard.podman_http import API_PREFIX, connection
+
         try:
-            client = podman.PodmanClient(base_url=self.url, timeout=self.timeout)
-        except (ValueError, OSError, PodmanError) as e:  # e.g. an unsupported scheme
+            conn = connection(self.url, self.timeout)
+        except ValueError as e:
             raise self._fail(f"cannot use this URL: {one_line(str(e))}") from None
         try:
-            with client:
-                response = client.api.get(LIST_PATH, params=LIST_PARAMS)
-                response.raise_for_status()
-                data = response.json()
-        except (OSError, ValueError, http.client.HTTPException) as e:
+            conn.request("GET", f"{API_PREFIX}{LIST_PATH}?{urlencode(LIST_PARAMS)}")
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as e:
             raise self._fail(explain(e, self.timeout)) from None
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise self._fail(f"HTTP {response.status}: {error_detail(body)}")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise self._fail("the answer is not JSON") from None
         if not isinstance(data, list):
             raise self._fail(f"unexpected answer: a JSON {type(data).__name__}, not a list")
         return data
@@ -74,11 +78,22 @@ class PodmanApiSource:
         return ContainerInfo(cid, state.lower(), self.name, name)
 
 
-def explain(error: BaseException, timeout: float) -> str:
-    """One line saying why the API could not be asked, from podman-py/requests errors.
+def error_detail(body: bytes) -> str:
+    """podman's error message (JSON ``message``), else the body, on one short line."""
+    import json
 
-    They wrap each other (APIError < requests < urllib3 < OSError): the most telling
-    exception in the chain decides.
+    text = body.decode(errors="replace")
+    try:
+        message = json.loads(text).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return one_line(message if isinstance(message, str) and message else text)
+
+
+def explain(error: BaseException, timeout: float) -> str:
+    """One line saying why the API could not be asked (socket or HTTP errors).
+
+    The most telling exception in the chain (cause, context) decides.
     """
     import http.client
 

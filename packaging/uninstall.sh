@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Removes what packaging/install.sh installed (as root):
+#
+#     sudo ./packaging/uninstall.sh [--purge]
+#
+# Stops and disables ipamguard.service, removes the unit, the journal catalog,
+# the manual page, /usr/local/bin/ipamguard and the virtual environment
+# /opt/ipamguard. Keeps the configuration (/etc/ipamguard) and the backups of
+# ipam.db (/var/lib/ipamguard) unless --purge is given. podman.socket is left
+# as it is. Running it again does nothing.
+#
+# Options: --root DIR (or DESTDIR=DIR) as for install.sh; --purge.
+set -euo pipefail
+
+ROOT=${DESTDIR:-}
+PURGE=no
+
+die() { echo "uninstall.sh: $*" >&2; exit 1; }
+say() { echo "ipamguard: $*"; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
+        --root=*) ROOT=${1#--root=}; shift ;;
+        --purge) PURGE=yes; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+if [ -n "$ROOT" ]; then
+    [ -d "$ROOT" ] || die "$ROOT is not a directory"
+    ROOT=$(cd "$ROOT" && pwd)
+    [ "$ROOT" != / ] || ROOT=
+fi
+[ "$(id -u)" = 0 ] || [ -n "$ROOT" ] || die "run as root (sudo $0)"
+
+UNIT=/usr/local/lib/systemd/system/ipamguard.service
+CATALOG=/usr/local/lib/systemd/catalog/ipamguard.catalog
+
+remove() {
+    local path
+    for path in "$@"; do
+        if [ -e "$ROOT$path" ] || [ -L "$ROOT$path" ]; then
+            rm -rf "${ROOT}${path:?}"
+            say "removed $path"
+        fi
+    done
+}
+
+if [ -e "$ROOT$UNIT" ] && command -v systemctl >/dev/null; then
+    if [ -n "$ROOT" ]; then
+        systemctl --root="$ROOT" --quiet disable ipamguard.service 2>/dev/null || true
+    elif [ -d /run/systemd/system ]; then
+        systemctl disable --now --quiet ipamguard.service || true
+    else
+        systemctl --quiet disable ipamguard.service 2>/dev/null || true
+    fi
+fi
+
+remove "$UNIT" /usr/local/bin/ipamguard /usr/local/share/man/man8/ipamguard.8 /opt/ipamguard
+had_catalog=no
+[ ! -e "$ROOT$CATALOG" ] || had_catalog=yes
+remove "$CATALOG"
+if [ "$had_catalog" = yes ] && command -v journalctl >/dev/null; then
+    if [ -n "$ROOT" ]; then
+        journalctl --root="$ROOT" --update-catalog || true
+    else
+        journalctl --update-catalog || true
+    fi
+fi
+if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+fi
+
+if [ "$PURGE" = yes ]; then
+    remove /etc/ipamguard /var/lib/ipamguard
+else
+    for kept in /etc/ipamguard /var/lib/ipamguard; do
+        [ ! -e "$ROOT$kept" ] || say "kept $kept (remove it with --purge)"
+    done
+fi

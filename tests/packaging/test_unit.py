@@ -1,0 +1,119 @@
+"""systemd/ipamguard.service: `systemd-analyze verify` clean, exposure within bounds,
+and the sandbox settings the daemon's work depends on.
+
+systemd is not PID 1 here: verify and `security --offline=true` read the file only.
+tests/packaging/test_booted_systemd.py runs the unit under a real systemd.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pkgtools import UNIT, require_tools, run, unit_for
+
+MAX_EXPOSURE = 2.0  # issue 6; systemd's own networkd scores 2.8, timesyncd 2.3
+GOAL_EXPOSURE = 1.5
+
+
+def settings(text: str, section: str = "Service") -> dict[str, list[str]]:
+    """KEY -> every value assigned in [section] (comments and other sections ignored)."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = line.strip("[]")
+            continue
+        if current == section:
+            key, _, value = line.partition("=")
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def write_unit(tmp_path: Path, program: Path) -> Path:
+    unit = tmp_path / "ipamguard.service"
+    unit.write_text(unit_for(str(program)))
+    return unit
+
+
+def exposure(unit: Path) -> float:
+    result = run(["systemd-analyze", "security", "--offline=true", "--no-pager", unit])
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout
+    return float(match.group(1))
+
+
+def test_verify_is_clean(tmp_path: Path, stub_program: Path) -> None:
+    require_tools("systemd-analyze")
+    unit = write_unit(tmp_path, stub_program)
+    # --man=no: the manual page is installed by the packages (checked in test_deb.py)
+    result = run(["systemd-analyze", "verify", "--man=no", unit], check=False)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_exposure_is_at_most_two(tmp_path: Path, stub_program: Path) -> None:
+    require_tools("systemd-analyze")
+    score = exposure(write_unit(tmp_path, stub_program))
+    assert score <= MAX_EXPOSURE
+    assert score < GOAL_EXPOSURE, f"exposure {score}: hardening was lost"
+
+
+def test_the_daemon_runs_as_systemd_expects() -> None:
+    service = settings(UNIT.read_text())
+    unit = settings(UNIT.read_text(), "Unit")
+    assert service["Type"] == ["notify"]
+    assert service["NotifyAccess"] == ["main"]
+    assert service["WatchdogSec"] == ["30s"]
+    assert service["Restart"] == ["on-failure"]
+    assert service["RestartPreventExitStatus"] == ["2"]  # bad configuration
+    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert service["ExecStart"] == [
+        "/usr/bin/ipamguard daemon --config /etc/ipamguard/ipamguard.toml"
+    ]
+    assert "podman.socket" in unit["Wants"] and "podman.socket" in unit["After"]
+
+
+def test_the_sandbox_leaves_what_the_daemon_needs() -> None:
+    service = settings(UNIT.read_text())
+    assert service["ProtectSystem"] == ["strict"]
+    # ipam.db's directory, podman's two network lock files' directories; backups
+    # are the StateDirectory (made writable by systemd)
+    # ("-": ignored while missing; ExecStartPre= creates them first)
+    writable = [path.lstrip("-") for path in " ".join(service["ReadWritePaths"]).split()]
+    assert sorted(writable) == sorted(
+        ["/run/containers/networks", "/run/lock", "/etc/containers/networks"]
+    )
+    assert service["StateDirectory"] == ["ipamguard"]
+    assert service["StateDirectoryMode"] == ["0700"]
+    # those directories exist before the sandbox is set up (or stay read-only)
+    pre = " ".join(service["ExecStartPre"])
+    for path in writable:
+        if path != "/run/lock":
+            assert path in pre
+    assert all(cmd.startswith("+") for cmd in service["ExecStartPre"])
+    # liveness reads other processes' /proc/PID/{cmdline,stat}: they must stay visible
+    assert service.get("ProtectProc", ["default"]) == ["default"]
+    assert "ProcSubset" not in service
+    # the doctor reads the host's links: no private network namespace
+    assert service.get("PrivateNetwork", ["no"]) == ["no"]
+    assert service["CapabilityBoundingSet"] == [""]
+    assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
+
+
+@pytest.mark.parametrize("family", ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"])
+def test_the_code_opens_only_unix_sockets(family: str) -> None:
+    """RestrictAddressFamilies=AF_UNIX: any other socket the daemon opens fails at run
+    time (EAFNOSUPPORT). ethtool's ioctl works on an AF_UNIX socket too.
+    Only [podman] url = "tcp://..." leaves AF_UNIX, through a documented drop-in."""
+    package = UNIT.parents[1] / "ipamguard"
+    pattern = re.compile(rf"socket\.socket\(\s*socket\.{family}\b")
+    offenders = [
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if pattern.search(path.read_text())
+    ]
+    assert offenders == []
