@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import shlex
 import shutil
 import subprocess
 import threading
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cli_helpers import as_json, ig, show
 from oracle_tool import Oracle
 from sandbox import IMAGE, IPAM_DB, Sandbox
 
@@ -35,31 +35,6 @@ DEFAULT_BACKUPS = "/var/lib/ipamguard/backups"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def show(res: subprocess.CompletedProcess[str]) -> str:
-    out = f"{shlex.join(res.args)}\nrc={res.returncode}\n"
-    return out + f"--- stdout\n{res.stdout}--- stderr\n{res.stderr}"
-
-
-def ig(sb: Sandbox, *args: str, rc: int | None = None) -> subprocess.CompletedProcess[str]:
-    """``ipamguard ARGS`` in the sandbox; never a traceback; errors are one clear line."""
-    res = sb.ipamguard(*args, check=False, timeout=60)
-    assert "Traceback" not in res.stderr, show(res)
-    if res.returncode == 2:
-        errors = [line for line in res.stderr.splitlines() if line.startswith("ipamguard: error:")]
-        assert len(errors) == 1, show(res)
-        assert res.stderr.rstrip("\n").splitlines()[-1] == errors[0], show(res)
-    if rc is not None:
-        assert res.returncode == rc, show(res)
-    return res
-
-
-def as_json(res: subprocess.CompletedProcess[str]) -> Any:
-    try:
-        return json.loads(res.stdout)
-    except ValueError:
-        pytest.fail(f"not JSON:\n{show(res)}", pytrace=False)
 
 
 def repair(sb: Sandbox, *args: str, rc: int | None = None) -> tuple[Any, str]:

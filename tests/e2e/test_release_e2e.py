@@ -11,11 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shlex
-import subprocess
-from typing import Any
 
 import pytest
+from cli_helpers import as_json, ig, show
 from oracle_tool import Oracle
 from sandbox import IMAGE, IPAM_DB, Sandbox
 
@@ -26,31 +24,6 @@ SUBNET = "172.19.10.0/24"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def show(res: subprocess.CompletedProcess[str]) -> str:
-    out = f"{shlex.join(res.args)}\nrc={res.returncode}\n"
-    return out + f"--- stdout\n{res.stdout}--- stderr\n{res.stderr}"
-
-
-def ig(sb: Sandbox, *args: str, rc: int | None = None) -> subprocess.CompletedProcess[str]:
-    """``ipamguard ARGS`` in the sandbox; never a traceback; errors are one clear line."""
-    res = sb.ipamguard(*args, check=False, timeout=60)
-    assert "Traceback" not in res.stderr, show(res)
-    if res.returncode == 2:
-        errors = [line for line in res.stderr.splitlines() if line.startswith("ipamguard: error:")]
-        assert len(errors) == 1, show(res)
-        assert res.stderr.rstrip("\n").splitlines()[-1] == errors[0], show(res)
-    if rc is not None:
-        assert res.returncode == rc, show(res)
-    return res
-
-
-def as_json(res: subprocess.CompletedProcess[str]) -> Any:
-    try:
-        return json.loads(res.stdout)
-    except ValueError:
-        pytest.fail(f"not JSON:\n{show(res)}", pytrace=False)
 
 
 def db_sha(sb: Sandbox) -> str:
