@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ipamguard.bolt import DB, Tx
-from ipamguard.errors import DatabaseNotFound, NotFound, PodmanUnavailable
+from ipamguard.errors import DatabaseNotFound, NotFound
 from ipamguard.ipam.model import IpamState, read_ipam, read_network
 from ipamguard.ipam.netconfig import podman_network_names
 from ipamguard.ipam.paths import PodmanPaths
@@ -132,11 +132,9 @@ def repair(
         return result
     second = collect([*api_sources, *runtime_sources])
     if not second.complete:
-        raise PodmanUnavailable(
-            "liveness could not be asked again before the write ("
-            + "; ".join(second.failures)
-            + "); nothing was released"
-        )
+        why = "liveness incomplete right before the write: " + "; ".join(second.failures)
+        result.refused.extend((finding, why) for finding in candidates)
+        return result
     from ipamguard.backups import write_backup
     from ipamguard.locks import network_locks
 
@@ -176,8 +174,9 @@ def _changed(
     container_id: str, kind: str, second: LivenessSnapshot, third: LivenessSnapshot
 ) -> str | None:
     """Why the container may no longer be released, or None if it still may."""
-    if third.running(container_id):
-        return "the container runs now (" + "; ".join(third.evidence(container_id)) + ")"
+    for seen in (third, second):
+        if seen.running(container_id):
+            return "the container runs now (" + "; ".join(seen.evidence(container_id)) + ")"
     info = second.containers.get(container_id)
     if kind == LEAKED and (info is not None or third.exists(container_id)):
         return "the container exists now (" + "; ".join(second.evidence(container_id)) + ")"
