@@ -49,7 +49,7 @@ class WatchConfig:
     """[watch]: when the daemon looks again."""
 
     resync_seconds: float = 300.0
-    debounce_seconds: float = 1.0
+    debounce_seconds: float = 0.25
 
 
 @dataclass(frozen=True)

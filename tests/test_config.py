@@ -39,7 +39,7 @@ def test_defaults_are_safe() -> None:
     config = Config()
     assert config.repair == RepairConfig(False, 60.0, ("leaked", "stale", "dangling"))
     assert config.podman == PodmanConfig("unix:///run/podman/podman.sock", 5.0)
-    assert config.watch == WatchConfig(300.0, 1.0)
+    assert config.watch == WatchConfig(300.0, 0.25)
     assert config.paths == PathsConfig(
         "/run/containers/networks/ipam.db",
         "/etc/containers/networks",
