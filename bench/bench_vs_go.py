@@ -9,8 +9,10 @@ test oracle), then times whole processes, alternating ipamguard and Go:
 - release: ``ipamguard release --force --yes`` vs the oracle's ``ipam-release``
            (same container, each on a fresh copy); also the time each held
            ipam.db's lock (ipamguard: flock EX to unlock; Go: Open to Close)
-- check:   ``ipamguard check --json`` (no podman: liveness fails fast, the
-           whole file is still read and judged)
+- check:   ``ipamguard check --json`` against a stand-in for podman's API (a
+           unix-socket HTTP server in this process that lists every container
+           of the file as running but 10, which are then the findings); the
+           real API is exercised by the e2e tests, not timed here
 
 ipamguard runs from a venv of the system's Python when /usr/bin/python3 exists
 (what packaging/install.sh installs), so interpreter start-up is the product's.
@@ -23,10 +25,12 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +48,28 @@ def run(argv: list[str]) -> tuple[float, str, str]:
     if done.returncode not in (0, 1, 2):
         raise SystemExit(f"{argv} failed: {done.stderr}")
     return seconds, done.stdout, done.stderr
+
+
+class FakePodmanApi:
+    """Answers GET .../containers/json with the given IDs, all running (a stand-in)."""
+
+    def __init__(self, path: Path, ids: list[str]) -> None:
+        body = json.dumps([{"Id": i, "State": "running", "Names": [i[:12]]} for i in ids])
+        payload = body.encode()
+        header = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        self.response = header + b"Content-Length: %d\r\n\r\n" % len(payload) + payload
+        self.url = f"unix://{path}"
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self.server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(self.response)
 
 
 def ipamguard_command(workdir: Path) -> list[str]:
@@ -81,6 +107,7 @@ def bench_size(count: int, rounds: int, oracle: Path, ig: list[str], work: Path)
     times: dict[str, list[float]] = {k: [] for k in ("dump_py", "dump_go", "rel_py", "rel_go")}
     holds: dict[str, list[float]] = {"py": [], "go": []}
     check_times: list[float] = []
+    api = FakePodmanApi(work / f"api-{count}.sock", [container_id(i) for i in range(10, count)])
     backups = work / "backups"
     for _ in range(rounds):
         t, *_ = run([*ig, "dump", "--json", "--db", str(db)])
@@ -99,8 +126,9 @@ def bench_size(count: int, rounds: int, oracle: Path, ig: list[str], work: Path)
         t, out, err = run([str(oracle), "ipam-release", str(theirs), victim])
         times["rel_go"].append(t)
         holds["go"].append(int(err.split("held_us=")[1].split()[0]) / 1000)
-        t, *_ = run([*ig, "check", "--json", "--db", str(db), "--url", "unix:///nonexistent.sock"])
+        t, out, _ = run([*ig, "check", "--json", "--db", str(db), "--url", api.url])
         check_times.append(t)
+        assert len(json.loads(out)["findings"]) == 10, out[:300]
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "allocations": count,

@@ -34,7 +34,6 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 
 def paths_for(args: argparse.Namespace) -> PodmanPaths:
     """The PodmanPaths of the mode asked for, with the command line's overrides."""
-    import dataclasses
 
     from ipamguard.ipam.paths import podman_paths
 
@@ -153,7 +152,8 @@ def liveness_sources(
 
 
 def finding_to_json(finding: Any) -> dict[str, Any]:
-    return dataclasses.asdict(finding) | {"evidence": list(finding.evidence)}
+    result: dict[str, Any] = finding.to_dict()
+    return result
 
 
 def finding_to_text(finding: Any) -> str:

@@ -187,7 +187,14 @@ def _read_ids(name: str, bucket: Bucket, malformed: list[Malformed]) -> list[Ids
 def parse_ip_list(value: bytes) -> tuple[str, ...] | None:
     if value.startswith(b'["') and value.endswith(b'"]') and b"\\" not in value:
         # the form netavark writes, e.g. ["10.88.0.2","fd00::2"]: skip the JSON parser
-        ips = _canonical_ips(value[2:-2].decode("ascii", "replace").split('","'))
+        text = value[2:-2].decode("ascii", "replace")
+        if '"' not in text and ":" not in text:  # one IPv4 address: the common case
+            try:
+                if socket.inet_ntoa(socket.inet_aton(text)) == text and text.count(".") == 3:
+                    return (text,)
+            except OSError:
+                pass
+        ips = _canonical_ips(text.split('","'))
         if ips is not None:
             return ips
     try:

@@ -7,6 +7,7 @@ name or prefix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -78,7 +79,15 @@ class LivenessSnapshot:
 
     def evidence(self, container_id: str) -> list[str]:
         """What each source said, e.g. ``["podman-api: exited", "runc: running"]``."""
-        return [f"{o.source}: {o.state}" for o in self.observations if o.id == container_id]
+        return self._evidence.get(container_id, [])
+
+    @functools.cached_property
+    def _evidence(self) -> dict[str, list[str]]:
+        """Evidence lines by ID, built once (asked for every allocation: keep it O(n))."""
+        index: dict[str, list[str]] = {}
+        for o in self.observations:
+            index.setdefault(o.id, []).append(f"{o.source}: {o.state}")
+        return index
 
 
 def merge(observations: Iterable[ContainerInfo]) -> dict[str, ContainerInfo]:
