@@ -30,7 +30,7 @@ from sandbox import IPAM_DB, Sandbox  # noqa: E402
 
 from ipamguard import messages  # noqa: E402
 
-CONFIG = "[repair]\nenabled = true\ngrace_seconds = 0\n[watch]\ndebounce_seconds = 0.2\n"
+CONFIG = "[repair]\nenabled = true\ngrace_seconds = 0\n"  # default debounce (0.25 s)
 
 
 def daemon_pid(nsenter_pid: int) -> int:
