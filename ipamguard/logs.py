@@ -67,12 +67,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _key_values(event_dict: EventDict) -> str:
+def _key_values(event_dict: EventDict, said: str = "") -> str:
+    """key=value for the context; a value the message already says (a whole word of
+    it: an IP, a container ID) is left out."""
+    words = {word.strip(":,;()'\"") for word in said.split()}
     parts = []
     for key, value in event_dict.items():
         if key in _RESERVED or value is None:
             continue
         text = _text(value)
+        if text in words:
+            continue
         quote = not text or any(c.isspace() for c in text)  # one token, one line
         parts.append(f"{key}={text!r}" if quote else f"{key}={text}")
     return " ".join(parts)
@@ -81,7 +86,7 @@ def _key_values(event_dict: EventDict) -> str:
 def render_journal_fields(event_dict: EventDict) -> list[tuple[str, str]]:
     """The journal fields of one event (after ``add_log_level`` and ``format_exc_info``)."""
     message = str(event_dict.get("event", ""))
-    pairs = _key_values(event_dict)
+    pairs = _key_values(event_dict, said=message)  # the fields carry every value anyway
     if pairs:
         message = f"{message} {pairs}" if message else pairs
     if event_dict.get("exception"):
