@@ -1,4 +1,7 @@
-"""A cursor over one bucket's B+tree, walking pages or nodes (bbolt's cursor.go).
+"""A cursor over one bucket's B+tree, over pages or nodes (bbolt's cursor.go).
+
+Only what writes need: ``seek`` to a key and ``node`` to materialize the leaf
+under it. Iteration is ``Bucket.items``, a direct walk of the tree.
 
 A stack of (page-or-node, index) from the bucket's root to a leaf. ``Page``
 and ``Node`` share the attributes the cursor reads (``is_leaf``, ``keys``,
@@ -39,32 +42,6 @@ class Cursor:
         ref = self.stack[-1]
         return ref.elem, ref.index
 
-    def first(self) -> KeyValue:
-        self.stack = [_Ref(self.bucket.page_node(self.bucket.root), 0)]
-        self._descend_first()
-        top, _ = self._top()
-        if not top.keys:
-            return self.next()
-        return self.key_value()
-
-    def next(self) -> KeyValue:
-        while True:
-            i = len(self.stack) - 1
-            while i >= 0:
-                ref = self.stack[i]
-                if ref.index < len(ref.elem.keys) - 1:
-                    ref.index += 1
-                    break
-                i -= 1
-            if i == -1:
-                return None, None, 0
-            del self.stack[i + 1 :]
-            self._descend_first()
-            top, _ = self._top()
-            if not top.keys:
-                continue
-            return self.key_value()
-
     def seek(self, key: bytes) -> KeyValue:
         """Position at ``key`` or where it would be inserted (may be past the end)."""
         self.stack = []
@@ -79,13 +56,6 @@ class Cursor:
                 index = max(index - 1, 0)
             self.stack.append(_Ref(elem, index))
             pgid = elem.pgids[index]
-
-    def _descend_first(self) -> None:
-        while True:
-            elem, index = self._top()
-            if elem.is_leaf:
-                return
-            self.stack.append(_Ref(self.bucket.page_node(elem.pgids[index]), 0))
 
     def key_value(self) -> KeyValue:
         elem, index = self._top()
