@@ -9,6 +9,7 @@ runtime state, under another ID).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +24,11 @@ MAX_DETAIL = 200  # characters of an HTTP error body kept in the message
 
 
 FAILURE_PREFIX = "podman API at"  # how its failure lines start
+SERVER_ERROR_ATTEMPTS = 3  # podman 4.3 answers 500 when a container goes while it lists
+
+
+class _ServerError(SourceUnavailable):
+    """podman answered 5xx: often a race with a container being removed; ask again."""
 
 
 class PodmanApiSource:
@@ -35,7 +41,15 @@ class PodmanApiSource:
         self.timeout = timeout
 
     def observe(self) -> list[ContainerInfo]:
-        return [self._parse_entry(entry) for entry in self._list_containers()]
+        for attempt in range(SERVER_ERROR_ATTEMPTS):
+            try:
+                entries = self._list_containers()
+                break
+            except _ServerError:
+                if attempt == SERVER_ERROR_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return [self._parse_entry(entry) for entry in entries]
 
     def _fail(self, reason: str) -> SourceUnavailable:
         return SourceUnavailable(f"{FAILURE_PREFIX} {self.url}: {reason}")
@@ -59,7 +73,10 @@ class PodmanApiSource:
         finally:
             conn.close()
         if response.status != 200:
-            raise self._fail(f"HTTP {response.status}: {error_detail(body)}")
+            failure = _ServerError if response.status >= 500 else SourceUnavailable
+            raise failure(
+                f"{FAILURE_PREFIX} {self.url}: HTTP {response.status}: {error_detail(body)}"
+            )
         try:
             data = json.loads(body)
         except ValueError:

@@ -141,6 +141,21 @@ def test_lists_all_and_external_containers(serve: Callable[[Handler], UnixServer
     assert sorted(query.split("&")) == ["all=True", "external=True"]
 
 
+def test_a_500_race_with_a_removal_is_asked_again(serve: Callable[[Handler], UnixServer]) -> None:
+    """podman 4.3 answers 500 ("determining buildah container for container X: container
+    not known") when a container goes while it lists; the next ask answers."""
+    race = json.dumps({"message": "container not known", "response": 500}).encode()
+    answers = [("500 Internal Server Error", race), ("200 OK", json.dumps(PODMAN_LIST).encode())]
+
+    def handle(server: UnixServer, conn: socket.socket) -> None:
+        server.read_request(conn)
+        conn.sendall(http_response(*answers[min(len(server.requests), 2) - 1]))
+
+    server = serve(handle)
+    assert len(PodmanApiSource(server.url).observe()) == 3
+    assert len(server.requests) == 2
+
+
 def test_an_empty_list_is_an_answer(serve: Callable[[Handler], UnixServer]) -> None:
     server = serve(answering("200 OK", b"[]"))
     assert PodmanApiSource(server.url).observe() == []
