@@ -163,3 +163,33 @@ def set_meta_field(
         put_u64(data, off, value)
     if fix:
         fix_meta_checksum(data, index, page_size)
+
+
+def subtree_last_key(raw: RawFile, pgid: int) -> bytes:
+    """The largest key under page ``pgid`` (its last element's key, down to a leaf)."""
+    page = raw.pages[pgid]
+    while page.kind == "branch":
+        page = raw.pages[page.elems[-1].child]
+    return page.elems[-1].key
+
+
+def set_branch_key(data: bytearray, raw: RawFile, pgid: int, index: int, key: bytes) -> None:
+    """Give element ``index`` of branch page ``pgid`` the key ``key`` (any length).
+
+    The page's elements and keys are written again as bbolt lays them out (elements,
+    then the keys in order); children, header and overflow stay as they were.
+    """
+    page = raw.pages[pgid]
+    assert page.kind == "branch", f"page {pgid} is a {page.kind}"
+    keys = [elem.key for elem in page.elems]
+    keys[index] = key
+    size = (page.overflow + 1) * raw.page_size
+    body = bytearray(size - 16)
+    data_at = 16 * len(keys)
+    for i, (elem, k) in enumerate(zip(page.elems, keys, strict=True)):
+        BRANCH_ELEM.pack_into(body, 16 * i, data_at - 16 * i, len(k), elem.child)
+        body[data_at : data_at + len(k)] = k
+        data_at += len(k)
+    assert data_at <= len(body), f"page {pgid}: the new key does not fit"
+    start = raw.page_offset(pgid) + 16
+    data[start : start + len(body)] = body

@@ -420,6 +420,16 @@ def _(b: Base) -> Case:
     return Case(_leaf_elem_field(b, 8, 0), REFUSE, message=r"page \d+|key")
 
 
+@case("leaf-empty-below-branch")
+def _(b: Base) -> Case:
+    """A leaf child of a branch without elements: its parent's key for it is no key of it."""
+    d = edit(b)
+    branch = first_branch(b)
+    child = next(e.child for e in branch.elems[1:] if b.raw.pages[e.child].kind == "leaf")
+    rb.put_u16(d, b.raw.page_offset(child) + 10, 0)
+    return Case(bytes(d), REFUSE, message=rf"page {child} \(child of page {branch.id}\): .*empty")
+
+
 @case("leaf-count-too-large")
 def _(b: Base) -> Case:
     d = edit(b)
@@ -716,6 +726,7 @@ CLI_CASES = [
     "truncated-half",
     "branch-points-to-itself",
     "leaf-elem-pos-outside",
+    "leaf-empty-below-branch",
 ]
 
 
