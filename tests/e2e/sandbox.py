@@ -23,6 +23,18 @@ Layout inside the sandbox (everything else is the host's, e.g. ``/tmp``, ``/work
   podman's ``/libpod_parent/...`` cgroups land below the sandbox's cgroup on the host
   and are removed with it.
 
+Two podman flavours, the same API: ``Sandbox(podman="4.3")`` (the default) runs the
+host's podman 4.3 (Debian 12) as laid out above; ``Sandbox(podman="5.4")`` runs podman
+5.4 (netavark 1.14, Python 3.13) from a Debian 13 root (trixie.py, built once under
+tests/.cache/trixie). That flavour pivot_roots into an overlay of the root (a tmpfs
+upper layer: the cached root is never written) with the same /sys and cgroups, its
+own /proc, the host's /dev (with a private /dev/shm and a /dev/net/tun that users may
+open), and tmpfs on /run, /var/tmp, /var/lib/containers, /etc/containers/networks and
+/home; the host's /tmp and this checkout (REPO_ROOT, same path) are bind-mounted in.
+ipamguard runs there with the root's Python 3.13 venv (trixie.PYTHON), from this
+checkout (PYTHONPATH). ``enable_rootless()`` adds a user whose rootless podman 5.4
+runs for real (run_as_user(), podman_user(), ipamguard_user()).
+
 Pid 1 of the sandbox is a small reaper (orphaned conmon/podman processes must be
 reaped, or podman sees zombie conmons as alive); killing it kills everything inside.
 Commands enter with ``nsenter`` (run(), popen()); the host reaches files and sockets
@@ -51,6 +63,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import trixie
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / "tests" / ".cache"
@@ -96,6 +110,16 @@ ForwardToConsole=no
 ForwardToSyslog=no
 """
 
+# podman="4.3": the host's podman (Debian 12); "5.4": the Debian 13 root's (trixie.py)
+FLAVOURS = ("4.3", "5.4")
+TRIXIE_FLAVOUR = "5.4"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# the user of enable_rootless() (5.4 flavour)
+ROOTLESS_USER = "ipguser"
+ROOTLESS_UID = 1000
+ROOTLESS_SUBIDS = "100000:65536"
+
 # Tools the sandbox needs on the host; see missing_requirements().
 REQUIRED_TOOLS = ("podman", "runc", "unshare", "nsenter", "setpriv", "ip", "mount", "tar")
 
@@ -106,11 +130,11 @@ class SandboxError(AssertionError):
     """A command in the sandbox failed, or the sandbox could not start or stop."""
 
 
-def require_sandbox() -> None:
+def require_sandbox(podman: str = "4.3") -> None:
     """Skip (locally) or fail (with $CI set) when a sandbox cannot run here."""
     import pytest
 
-    reason = missing_requirements()
+    reason = missing_requirements(podman)
     if reason is None:
         return
     if os.environ.get("CI"):
@@ -118,8 +142,8 @@ def require_sandbox() -> None:
     pytest.skip(reason)
 
 
-def missing_requirements() -> str | None:
-    """Why a sandbox cannot run on this machine, or None if it can."""
+def missing_requirements(podman: str = "4.3") -> str | None:
+    """Why a sandbox of that flavour cannot run on this machine, or None if it can."""
     if sys.platform != "linux":
         return "the e2e sandbox needs Linux"
     if os.geteuid() != 0:
@@ -132,6 +156,8 @@ def missing_requirements() -> str | None:
             return f"{path} is missing (the sandbox covers it, never creates it on the host)"
     if not _is_static_elf(Path(BUSYBOX)):
         return f"{BUSYBOX} is missing or not statically linked (apt-get install busybox-static)"
+    if podman == TRIXIE_FLAVOUR:
+        return trixie.missing_requirements()
     return None
 
 
@@ -304,8 +330,11 @@ def _cleanup_stale_cgroups(hierarchies: Sequence[_Hierarchy]) -> None:
 # --------------------------------------------------------------------------- sandbox
 
 
-def _setup_script(hierarchies: Sequence[_Hierarchy]) -> str:
-    """The shell script that pid 1 of the sandbox runs before becoming the reaper."""
+def _setup_script(hierarchies: Sequence[_Hierarchy], root: Path | None = None) -> str:
+    """The shell script that pid 1 of the sandbox runs before becoming the reaper.
+
+    root: the Debian 13 root to pivot into (5.4 flavour); None: the host's files.
+    """
     q = shlex.quote
     lines = [
         "set -eu",
@@ -332,7 +361,14 @@ def _setup_script(hierarchies: Sequence[_Hierarchy]) -> str:
         elif fstype not in ("cgroup", "cgroup2", "sysfs"):
             # securityfs, bpf, tracefs, ...: best effort
             lines.append(f"mount -t {q(fstype)} {q(source)} {q(mountpoint)} 2>/dev/null || true")
-    lines += [
+    lines += _trixie_lines(root) if root else _host_lines()
+    lines.append('exec "$SANDBOX_PYTHON" -c "$SANDBOX_REAPER"')
+    return "\n".join(lines) + "\n"
+
+
+def _host_lines() -> list[str]:
+    """Setup on the host's files (4.3 flavour): private /run, /var/lib, /etc/containers."""
+    return [
         # /run (mounted above): podman, netavark, runc, journald keep their state there
         "mkdir -m 1777 /run/lock",
         # podman's SHM lock manager keeps /dev/shm/libpod_lock: never share it
@@ -358,9 +394,56 @@ def _setup_script(hierarchies: Sequence[_Hierarchy]) -> str:
         "if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi",
         "for d in /root/.config/containers /root/.local/share/containers; do"
         ' if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi; done',
-        'exec "$SANDBOX_PYTHON" -c "$SANDBOX_REAPER"',
     ]
-    return "\n".join(lines) + "\n"
+
+
+def _trixie_lines(root: Path) -> list[str]:
+    """Setup of the 5.4 flavour: pivot_root into an overlay of the Debian 13 root.
+
+    pivot_root, not chroot: the kernel refuses user namespaces (rootless podman) to a
+    chrooted process. The new root is a mount of its own (containers/storage remounts /).
+    """
+    q = shlex.quote
+    new = "/run/.sandbox/root"
+    repo = q(new + str(REPO_ROOT))
+    return [
+        f"mkdir -p {new} /run/.sandbox/root-upper /run/.sandbox/root-work",
+        f"mount -t overlay overlay -o lowerdir={q(str(root))},upperdir=/run/.sandbox/root-upper,"
+        f"workdir=/run/.sandbox/root-work {new}",
+        f"cd {new}",
+        # this pid namespace's /proc; /sys with this netns and cgroupns (mounted above)
+        "mount -t proc -o nosuid,nodev,noexec proc proc",
+        "mount --rbind /sys sys",
+        # the host's devices, but podman's SHM locks stay private
+        "mount --rbind /dev dev",
+        "mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs dev/shm",
+        # rootless pasta opens /dev/net/tun in its user namespace: a node of our own,
+        # mode 666 (the host's may be 600), never a chmod of the host's; on a tmpfs
+        # without nodev (a bind mount keeps the flags of the file system it comes from)
+        "if [ -c /dev/net/tun ]; then mkdir /run/.sandbox/dev;"
+        " mount -t tmpfs -o mode=755,nosuid tmpfs /run/.sandbox/dev;"
+        " mknod -m 666 /run/.sandbox/dev/tun c 10 200;"
+        " mount --bind /run/.sandbox/dev/tun dev/net/tun; fi",
+        # podman, netavark, runc, journald keep their state in /run
+        "mount -t tmpfs -o mode=755,nosuid,nodev tmpfs run",
+        "mkdir -m 1777 run/lock",
+        "mkdir -p run/user run/.sandbox var/lib/containers etc/containers/networks",
+        "mount -t tmpfs -o mode=700 tmpfs var/lib/containers",
+        "mount -t tmpfs -o mode=755 tmpfs etc/containers/networks",
+        "rm -rf etc/containers/containers.conf.d",
+        'printf %s "$SANDBOX_CONTAINERS_CONF" > etc/containers/containers.conf',
+        "mount -t tmpfs -o mode=1777 tmpfs var/tmp",
+        "mount -t tmpfs -o mode=755 tmpfs home",
+        # shared with the test process, as in the 4.3 flavour: /tmp and this checkout
+        "mount --rbind /tmp tmp",
+        f"mkdir -p {repo}",
+        f"mount --bind {q(str(REPO_ROOT))} {repo}",
+        "mkdir .oldroot",
+        "pivot_root . .oldroot",
+        "cd /",
+        "umount -l /.oldroot",
+        "rmdir /.oldroot",
+    ]
 
 
 # Pid 1 of the sandbox: reap every orphan (conmon, podman service, ...), forever.
@@ -394,6 +477,44 @@ class StorageRoot:
         return ("--root", self.root, "--runroot", self.runroot)
 
 
+@dataclass(frozen=True)
+class RootlessUser:
+    """The unprivileged user of enable_rootless(): its podman is rootless podman 5.4."""
+
+    name: str
+    uid: int
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.name}"
+
+    @property
+    def runtime_dir(self) -> str:
+        """$XDG_RUNTIME_DIR: rootless podman's runroot and ipam.db live below it."""
+        return f"/run/user/{self.uid}"
+
+    @property
+    def ipam_db(self) -> str:
+        return f"{self.runtime_dir}/containers/networks/ipam.db"
+
+    @property
+    def network_config_dir(self) -> str:
+        return f"{self.home}/.local/share/containers/storage/networks"
+
+    @property
+    def podman_socket(self) -> str:
+        return f"{self.runtime_dir}/podman/podman.sock"
+
+    def env(self, python_bin: str) -> dict[str, str]:
+        return {
+            "HOME": self.home,
+            "USER": self.name,
+            "LOGNAME": self.name,
+            "XDG_RUNTIME_DIR": self.runtime_dir,
+            "PATH": f"{python_bin}:{SYSTEM_PATH}",
+        }
+
+
 @dataclass
 class _Daemon:
     proc: subprocess.Popen[bytes]
@@ -406,11 +527,21 @@ class Sandbox:
     def __init__(
         self,
         *,
+        podman: str = "4.3",
         image: bool = True,
         containers_conf: str = CONTAINERS_CONF,
         start_timeout: float = 30.0,
     ) -> None:
-        """image: import localhost/bb; containers_conf: /etc/containers/containers.conf."""
+        """podman: the flavour, "4.3" (the host's) or "5.4" (the Debian 13 root's);
+        image: import localhost/bb; containers_conf: /etc/containers/containers.conf."""
+        if podman not in FLAVOURS:
+            raise ValueError(f"podman={podman!r}: one of {', '.join(FLAVOURS)}")
+        self.flavour = podman
+        # the Python that runs ipamguard inside (same version as the flavour's Debian)
+        self.python = trixie.PYTHON if podman == TRIXIE_FLAVOUR else sys.executable
+        self._root: Path | None = None  # the Debian 13 root on the host (5.4 flavour)
+        self._podman_version: tuple[int, ...] | None = None
+        self._rootless: RootlessUser | None = None
         self.image = image
         self.containers_conf = containers_conf
         self.start_timeout = start_timeout
@@ -441,9 +572,12 @@ class Sandbox:
 
     def start(self) -> None:
         t0 = time.monotonic()
-        reason = missing_requirements()
+        reason = missing_requirements(self.flavour)
         if reason:
             raise SandboxError(reason)
+        if self.flavour == TRIXIE_FLAVOUR:
+            self._root = trixie.ensure_root()  # built once (minutes), then a stamp check
+            self.timings["root"] = time.monotonic() - t0
         self._hierarchies = _cgroup_hierarchies(self.name)
         _cleanup_stale_cgroups(self._hierarchies)
         try:
@@ -461,9 +595,10 @@ class Sandbox:
     def _spawn(self) -> None:
         join = [str(h.sandbox_dir / "cgroup.procs") for h in self._hierarchies]
         env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": SYSTEM_PATH,
             "SANDBOX_CONTAINERS_CONF": self.containers_conf,
-            "SANDBOX_PYTHON": sys.executable,
+            # pid 1 runs after the pivot_root in the 5.4 flavour: the root's python3
+            "SANDBOX_PYTHON": "/usr/bin/python3" if self._root else sys.executable,
             "SANDBOX_REAPER": _REAPER,
         }
         argv = [
@@ -472,7 +607,7 @@ class Sandbox:
             "setpriv", "--pdeathsig", "KILL",
             "unshare", "--mount", "--net", "--pid", "--cgroup", "--fork", "--kill-child=KILL",
             "--mount-proc", "--propagation", "private",
-            "sh", "-c", _setup_script(self._hierarchies),
+            "sh", "-c", _setup_script(self._hierarchies, self._root),
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             argv,
@@ -547,12 +682,13 @@ class Sandbox:
 
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:"
-            "/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": f"{Path(self.python).parent}:{SYSTEM_PATH}",
             "HOME": "/root",
             "LANG": "C.UTF-8",
             "TMPDIR": "/var/tmp",
         }
+        if self.flavour == TRIXIE_FLAVOUR:
+            env["PODMAN_IGNORE_CGROUPSV1_WARNING"] = "1"  # podman 5 on this cgroup v1 host
         if extra:
             env.update(extra)
         return env
@@ -654,15 +790,89 @@ class Sandbox:
     def ipamguard(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         """``python3 -m ipamguard ARGS`` in the sandbox, from this checkout.
 
-        sys.executable of the test process: the same venv / site-packages.
+        The flavour's Python (self.python): 4.3, sys.executable of the test process
+        (the same venv); 5.4, the Debian 13 root's Python 3.13 venv.
         """
         env = {"PYTHONPATH": str(REPO_ROOT), **kw.pop("env", {})}
-        return self.run(sys.executable, "-m", "ipamguard", *args, env=env, **kw)
+        return self.run(self.python, "-m", "ipamguard", *args, env=env, **kw)
 
     def ipamguard_popen(self, *args: str, **kw: Any) -> subprocess.Popen[Any]:
         """``python3 -m ipamguard ARGS`` in the background (e.g. the daemon)."""
         env = {"PYTHONPATH": str(REPO_ROOT), **kw.pop("env", {})}
-        return self.popen(sys.executable, "-m", "ipamguard", *args, env=env, **kw)
+        return self.popen(self.python, "-m", "ipamguard", *args, env=env, **kw)
+
+    @property
+    def podman_version(self) -> tuple[int, ...]:
+        """The sandbox's podman version, e.g. (4, 3, 1), from ``podman version``."""
+        if self._podman_version is None:
+            doc = json.loads(self.podman("version", "--format", "json").stdout)
+            numbers = doc["Client"]["Version"].split("-")[0].split("+")[0].split(".")
+            self._podman_version = tuple(int(n) for n in numbers if n.isdigit())
+        return self._podman_version
+
+    # ----------------------------------------------------------------- rootless (5.4)
+
+    @property
+    def rootless(self) -> RootlessUser:
+        """The user of enable_rootless() (a SandboxError before it)."""
+        if self._rootless is None:
+            raise SandboxError("no rootless user: call enable_rootless() first")
+        return self._rootless
+
+    def enable_rootless(self, *, image: bool = True) -> RootlessUser:
+        """A user (ROOTLESS_USER, uid ROOTLESS_UID) whose podman runs rootless, for real.
+
+        /etc/passwd, /etc/group, /etc/subuid and /etc/subgid entries, a home on the
+        sandbox's /home tmpfs, XDG_RUNTIME_DIR=/run/user/UID (0700, the user's), and
+        ``mount --make-rshared /`` (rootless podman wants shared propagation; the
+        sandbox's mounts are private to its namespace). image: import localhost/bb for
+        the user. 5.4 flavour only: the host's podman 4.3 is not set up for it here.
+        """
+        if self._rootless is not None:
+            return self._rootless
+        if self.flavour != TRIXIE_FLAVOUR:
+            raise SandboxError(f"rootless podman needs the {TRIXIE_FLAVOUR} flavour")
+        user = RootlessUser(ROOTLESS_USER, ROOTLESS_UID)
+        name, uid = user.name, user.uid
+        self.run("sh", "-euc", f"""
+            echo '{name}:x:{uid}:{uid}:ipamguard tests:{user.home}:/bin/sh' >>/etc/passwd
+            echo '{name}:x:{uid}:' >>/etc/group
+            echo '{name}:{ROOTLESS_SUBIDS}' >>/etc/subuid
+            echo '{name}:{ROOTLESS_SUBIDS}' >>/etc/subgid
+            install -d -m 700 -o {uid} -g {uid} {user.home} {user.runtime_dir}
+            mount --make-rshared /
+        """)  # fmt: skip
+        self._rootless = user
+        if image:
+            self.podman_user("import", "--quiet", str(busybox_image_tar()), IMAGE)
+        return user
+
+    def _as_user(self, argv: Sequence[str | os.PathLike[str]], kw: dict[str, Any]) -> list[str]:
+        user = self.rootless
+        kw["env"] = {**user.env(str(Path(self.python).parent)), **kw.get("env", {})}
+        return [
+            "setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", "--",
+            *(os.fspath(a) for a in argv),
+        ]  # fmt: skip
+
+    def run_as_user(
+        self, *argv: str | os.PathLike[str], **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """run() as the rootless user (setpriv; HOME, XDG_RUNTIME_DIR, PATH of the user)."""
+        return self.run(*self._as_user(argv, kw), **kw)
+
+    def popen_as_user(self, *argv: str | os.PathLike[str], **kw: Any) -> subprocess.Popen[Any]:
+        """popen() as the rootless user."""
+        return self.popen(*self._as_user(argv, kw), **kw)
+
+    def podman_user(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """``podman ARGS`` as the rootless user: rootless podman 5.4."""
+        return self.run_as_user("podman", *args, **kw)
+
+    def ipamguard_user(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """``python3 -m ipamguard ARGS`` as the rootless user, from this checkout."""
+        env = {"PYTHONPATH": str(REPO_ROOT), **kw.pop("env", {})}
+        return self.run_as_user(self.python, "-m", "ipamguard", *args, env=env, **kw)
 
     def read_file(self, path: str) -> bytes:
         return self.host_path(path).read_bytes()
@@ -682,13 +892,28 @@ class Sandbox:
         return self.podman("inspect", "--format", "{{.Id}}", name, root=root).stdout.strip()
 
     def stage_leak(
-        self, name: str, network: str, ip: str, *, root: StorageRoot | None = None
+        self,
+        name: str,
+        network: str,
+        ip: str,
+        *,
+        root: StorageRoot | None = None,
+        user: bool = False,
     ) -> str:
         """The seed incident: ``ip`` on ``network`` stays allocated to a removed container.
 
         ``podman run -d --name NAME --network NET --ip IP``, copy ipam.db aside,
         ``podman rm -f -t0 NAME``, copy it back. Returns the (gone) container's ID.
+        user: as the rootless user (enable_rootless()), in its own ipam.db.
         """
+        if user:
+            podman, db = self.podman_user, self.rootless.ipam_db
+            cid = podman("run", "-d", "--name", name, "--network", network, "--ip", ip,
+                         IMAGE, "sleep", "1000").stdout.strip()  # fmt: skip
+            saved = self.read_file(db)
+            podman("rm", "-f", "-t0", name)
+            self.write_file(db, saved)
+            return cid
         return self._stage(name, ["--network", network, "--ip", ip], root)
 
     def stage_leak_multi(
@@ -739,25 +964,38 @@ class Sandbox:
         """base_url for podman-py from the test process, e.g. unix:///proc/N/root/run/..."""
         return "unix://" + self.api_socket
 
-    def start_podman_service(self, timeout: float = 20.0) -> None:
-        """``podman system service --time=0 unix:///run/podman/podman.sock``; wait for _ping."""
-        if "podman" in self._daemons:
-            return
-        self.run("mkdir", "-p", os.path.dirname(PODMAN_SOCKET))
-        self._start_daemon(
-            "podman", ["podman", "system", "service", "--time=0", f"unix://{PODMAN_SOCKET}"]
-        )
-        self._wait("podman API _ping", timeout, self.api_ping, "podman")
+    def _api_socket(self, user: bool) -> str:
+        """The API socket inside: rootful, or the rootless user's (enable_rootless())."""
+        return self.rootless.podman_socket if user else PODMAN_SOCKET
 
-    def api_ping(self) -> bool:
+    def start_podman_service(self, timeout: float = 20.0, *, user: bool = False) -> None:
+        """``podman system service --time=0 unix:///run/podman/podman.sock``; wait for _ping.
+
+        user: the rootless user's service, on $XDG_RUNTIME_DIR/podman/podman.sock.
+        """
+        name = "podman-user" if user else "podman"
+        if name in self._daemons:
+            return
+        sock = self._api_socket(user)
+        argv = ["podman", "system", "service", "--time=0", f"unix://{sock}"]
+        if user:
+            kw: dict[str, Any] = {}
+            self.run_as_user("mkdir", "-p", os.path.dirname(sock))
+            self._start_daemon(name, self._as_user(argv, kw), env=kw["env"])
+        else:
+            self.run("mkdir", "-p", os.path.dirname(sock))
+            self._start_daemon(name, argv)
+        self._wait("podman API _ping", timeout, lambda: self.api_ping(user=user), name)
+
+    def api_ping(self, *, user: bool = False) -> bool:
         try:
-            status, body = self.api_get("/v4.0.0/libpod/_ping", timeout=2)
+            status, body = self.api_get("/v4.0.0/libpod/_ping", timeout=2, user=user)
         except OSError:
             return False
         return status == 200 and body == b"OK"
 
-    def api_get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-        conn = _UnixHTTPConnection(self.api_socket, timeout=timeout)
+    def api_get(self, path: str, timeout: float = 10.0, *, user: bool = False) -> tuple[int, bytes]:
+        conn = _UnixHTTPConnection(str(self.host_path(self._api_socket(user))), timeout=timeout)
         try:
             conn.request("GET", path, headers={"Host": "d"})
             resp = conn.getresponse()
@@ -771,10 +1009,10 @@ class Sandbox:
 
         return podman.PodmanClient(base_url=self.api_url, **kw)
 
-    def stop_podman_service(self) -> None:
-        self._stop_daemon("podman")
+    def stop_podman_service(self, *, user: bool = False) -> None:
+        self._stop_daemon("podman-user" if user else "podman")
         with contextlib.suppress(FileNotFoundError):
-            self.host_path(PODMAN_SOCKET).unlink()
+            self.host_path(self._api_socket(user)).unlink()
 
     # ----------------------------------------------------------------- journald
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 
 import pytest
-from sandbox import IMAGE, IPAM_DB, Sandbox, host_links, require_sandbox
+from sandbox import FLAVOURS, IMAGE, IPAM_DB, Sandbox, host_links, require_sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -134,10 +134,11 @@ def test_podman_api_and_podman_py(sandbox: Sandbox) -> None:
     assert not sandbox.api_ping()
 
 
-def test_teardown_leaves_nothing_behind() -> None:
-    require_sandbox()
+@pytest.mark.parametrize("flavour", FLAVOURS, ids=[f"podman{f}" for f in FLAVOURS])
+def test_teardown_leaves_nothing_behind(flavour: str) -> None:
+    require_sandbox(flavour)
     before = host_ip_links()
-    with Sandbox() as sb:
+    with Sandbox(podman=flavour) as sb:
         sb.network_create(NET, SUBNET)
         sb.stage_leak("victim", NET, "172.19.10.11")
         sb.podman("run", "-d", "--network", NET, IMAGE, "sleep", "1000")
