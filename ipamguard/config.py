@@ -40,7 +40,7 @@ class RepairConfig:
 class PodmanConfig:
     """[podman]: how to reach podman's API (liveness and the event stream)."""
 
-    url: str = "unix:///run/podman/podman.sock"
+    url: str | None = None  # None: podman's socket for the mode (root or the user)
     timeout_seconds: float = 5.0
 
 
@@ -56,9 +56,9 @@ class WatchConfig:
 class PathsConfig:
     """[paths]: podman's files and ipamguard's backups."""
 
-    db: str = "/run/containers/networks/ipam.db"
-    network_dir: str = "/etc/containers/networks"
-    backup_dir: str = "/var/lib/ipamguard/backups"
+    db: str | None = None  # None: where podman keeps it (containers.conf, storage.conf)
+    network_dir: str | None = None
+    backup_dir: str | None = None  # None: /var/lib/ipamguard/backups, or the user's
     backups_keep: int = 20
 
 
@@ -101,22 +101,33 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-def _non_negative_number(value: Any) -> float:
-    if not _is_number(value) or not value >= 0 or value == float("inf"):
-        raise _Bad("a non-negative number")
+def _grace(value: Any) -> float:
+    if not _is_number(value) or not 0 <= value <= 86400:
+        raise _Bad("seconds between 0 and 86400")
     return float(value)
 
 
-def _positive_number(value: Any) -> float:
-    if not _is_number(value) or not value > 0 or value == float("inf"):
-        raise _Bad("a positive number")
+def _bounded_delay(value: Any) -> float:
+    if not _is_number(value) or not 0 <= value <= 60:
+        raise _Bad("seconds between 0 and 60")
     return float(value)
 
 
-def _non_negative_integer(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _Bad("a non-negative integer")
+def _positive_integer(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _Bad("a whole number of at least 1 (the backup just written is kept)")
     return value
+
+
+def _seconds(upper: float) -> Check:
+    """A number of seconds, 0 < value <= upper (a bigger one is a typo, not a wish)."""
+
+    def check(value: Any) -> float:
+        if not _is_number(value) or not 0 < value <= upper:
+            raise _Bad(f"seconds, more than 0 and at most {upper:g}")
+        return float(value)
+
+    return check
 
 
 def _absolute_path(value: Any) -> str:
@@ -159,12 +170,12 @@ def _repair_kinds(value: Any) -> tuple[str, ...]:
 _SCHEMA: Mapping[str, tuple[type[Any], Mapping[str, Check]]] = {
     "repair": (
         RepairConfig,
-        {"enabled": _boolean, "grace_seconds": _non_negative_number, "kinds": _repair_kinds},
+        {"enabled": _boolean, "grace_seconds": _grace, "kinds": _repair_kinds},
     ),
-    "podman": (PodmanConfig, {"url": _podman_url, "timeout_seconds": _positive_number}),
+    "podman": (PodmanConfig, {"url": _podman_url, "timeout_seconds": _seconds(300)}),
     "watch": (
         WatchConfig,
-        {"resync_seconds": _positive_number, "debounce_seconds": _non_negative_number},
+        {"resync_seconds": _seconds(86400), "debounce_seconds": _bounded_delay},
     ),
     "paths": (
         PathsConfig,
@@ -172,7 +183,7 @@ _SCHEMA: Mapping[str, tuple[type[Any], Mapping[str, Check]]] = {
             "db": _absolute_path,
             "network_dir": _absolute_path,
             "backup_dir": _absolute_path,
-            "backups_keep": _non_negative_integer,
+            "backups_keep": _positive_integer,
         },
     ),
     "log": (LogConfig, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),
@@ -230,14 +241,22 @@ def _parse_section(name: str, table: Mapping[str, Any], source: str) -> Any:
     return cls(**values)
 
 
-def load_config(path: str | None = None) -> Config:
+def default_config_path(user: bool = False) -> str:
+    """/etc/ipamguard/ipamguard.toml, or $XDG_CONFIG_HOME/ipamguard/ipamguard.toml (user)."""
+    if not user:
+        return DEFAULT_CONFIG_PATH
+    home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(home, "ipamguard", "ipamguard.toml")
+
+
+def load_config(path: str | None = None, user: bool = False) -> Config:
     """Read the configuration file.
 
-    ``path`` None: the default file, whose absence means the defaults. A path given
-    explicitly (``--config``) must exist.
+    ``path`` None: the default file (root's, or the user's), whose absence means the
+    defaults. A path given explicitly (``--config``) must exist.
     """
     explicit = path is not None
-    source = path if path is not None else DEFAULT_CONFIG_PATH
+    source = path if path is not None else default_config_path(user)
     try:
         with open(source, "rb") as file:
             data = file.read()
@@ -252,6 +271,24 @@ def load_config(path: str | None = None) -> Config:
     except UnicodeDecodeError as error:
         raise ConfigError(f"{source}: not UTF-8 text (byte {error.start})") from None
     return parse_config(text, source)
+
+
+GRACE_FLOOR_SECONDS = 10.0
+
+
+def warnings(config: Config) -> list[str]:
+    """Values that are allowed but unwise, one line each (logged at start and reload)."""
+    found = []
+    grace = config.repair.grace_seconds
+    if config.repair.enabled and grace < GRACE_FLOOR_SECONDS:
+        found.append(
+            f"[repair] grace_seconds = {grace:g} is below {GRACE_FLOOR_SECONDS:g} s: a finding "
+            "is released after a single look (or two looks that close); every release is "
+            "still fenced and probed, but a transient state that no source reports (a "
+            "container between podman's allocation and its first state change) is given "
+            "no time to show itself"
+        )
+    return found
 
 
 def config_keys() -> dict[str, tuple[str, ...]]:
@@ -274,4 +311,6 @@ def config_changes(old: Config, new: Config) -> list[str]:
 
 
 def _show_value(value: Any) -> str:
+    if value is None:
+        return "(podman's)"
     return _show(list(value)) if isinstance(value, tuple) else _show(value)

@@ -41,6 +41,15 @@ class LockTimeout(IpamguardError):
     """A lock (podman's network lock or the bbolt file lock) stayed held too long."""
 
 
+class LockUnusable(IpamguardError):
+    """podman's network lock cannot be taken (a directory, not ours, unwritable)."""
+
+
+class Changed(IpamguardError):
+    """ipam.db changed between the look a decision was made on and the write: the
+    decision no longer holds (look again)."""
+
+
 class PodmanUnavailable(IpamguardError):
     """Podman's API could not be asked; nothing is released while blind."""
 

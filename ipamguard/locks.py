@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ipamguard.errors import LockTimeout
+from ipamguard.errors import LockTimeout, LockUnusable
 
 
 def _retry(attempt: Callable[[], object], timeout: float, describe: Callable[[], str]) -> None:
@@ -62,16 +62,23 @@ def fcntl_lock(fd: int, path: str, timeout: float) -> None:
 
 
 @contextmanager
-def network_locks(paths: list[str], timeout: float) -> Iterator[list[str]]:
-    """Hold podman's network lock files that exist, in the given (fixed) order."""
+def network_locks(
+    paths: list[str], timeout: float, owner: int = 0, create: bool = True
+) -> Iterator[list[str]]:
+    """Hold podman's network lock files, in the given (fixed) order; yield those taken.
+
+    A missing lock file is created (``create``), as containers/storage does (podman
+    creates it the same way on first use), so that a podman starting meanwhile waits
+    for us. A lock that cannot be taken (a directory, a symlink, not owned by
+    ``owner``, unreadable) raises LockUnusable: nothing is ever written without it.
+    """
     fds: list[int] = []
     taken: list[str] = []
     try:
         for path in paths:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
+            if not create and not os.path.lexists(path):
                 continue
+            fd = _open_lock(path, owner)
             fds.append(fd)
             fcntl_lock(fd, path, timeout)
             taken.append(path)
@@ -79,6 +86,29 @@ def network_locks(paths: list[str], timeout: float) -> Iterator[list[str]]:
     finally:
         for fd in reversed(fds):
             os.close(fd)  # closing drops the fcntl lock
+
+
+def _open_lock(path: str, owner: int) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # its directory too: podman would create both
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        reason = "a symlink" if error.errno == errno.ELOOP else (error.strerror or str(error))
+        raise LockUnusable(
+            f"cannot take podman's network lock {path}: {reason.lower()}; nothing was written"
+        ) from None
+    info = os.fstat(fd)
+    if info.st_uid != owner:
+        os.close(fd)
+        raise LockUnusable(
+            f"podman's network lock {path} is owned by uid {info.st_uid}, not {owner}; "
+            "nothing was written"
+        )
+    return fd
 
 
 def holders(path: str, kind: str) -> str:

@@ -55,6 +55,9 @@ NETWORKD_CONFLICT: Final = "6b10dba94498439ab9c8b6983dc95cb6"
 VETH_DETACHED: Final = "eeaef50d82a443db8896210c0b86bf98"
 """A container's veth is no longer attached to its network's bridge."""
 
+CONFIG_WARNING: Final = "270b8e66114743a285b33f8459a767dd"
+"""A configuration value is allowed but unwise (e.g. a grace period below the floor)."""
+
 MESSAGE_IDS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "DAEMON_STARTED": DAEMON_STARTED,
@@ -71,6 +74,7 @@ MESSAGE_IDS: Final[Mapping[str, str]] = MappingProxyType(
         "FINDING_RESOLVED": FINDING_RESOLVED,
         "NETWORKD_CONFLICT": NETWORKD_CONFLICT,
         "VETH_DETACHED": VETH_DETACHED,
+        "CONFIG_WARNING": CONFIG_WARNING,
     }
 )
 """Every MESSAGE_ID by its constant's name."""

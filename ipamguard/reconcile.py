@@ -4,13 +4,14 @@ A pure function, no I/O. The order that makes it safe is the caller's job:
 ipam.db is read first, liveness is asked afterwards, so an allocation made
 after the read cannot be judged; every release is re-checked under the locks.
 
-Per container ID held in ipam.db:
-- known to some source and not stopped (running, paused, created, ...): live.
-  Its allocations are never released; inconsistencies are ``dangling`` (report only).
-- known, and every source says stopped/exited: ``stale`` (podman releases at
-  cleanup; an exited container still holding addresses is a failed teardown).
-- unknown to every source: ``leaked`` -- but only releasable when every source
-  answered (a blind spot is "unknown": report, never release).
+Per container ID held in the store, the one verdict (ipamguard.liveness.verdict):
+- live: its allocations are never released; inconsistencies are ``dangling``
+  (report only).
+- torn-down (podman says exited and its network was torn down): ``stale``, a
+  teardown that failed to free the addresses.
+- absent (no source knows the ID): ``leaked``.
+- unknown: ``leaked`` or ``stale`` as far as can be told, never releasable (a blind
+  spot is not a dead container).
 A finding becomes ``confirmed`` when two observations at least ``grace`` seconds
 apart agree (``first_seen`` is kept by the caller between observations).
 """
@@ -19,26 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ipamguard.ipam.model import Allocation, IdsEntry, IpamState
-from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE, STOPPED_STATES
-
-
-class Liveness(Protocol):
-    """What the reconciler needs from a liveness snapshot."""
-
-    @property
-    def complete(self) -> bool: ...
-
-    @property
-    def failures(self) -> tuple[str, ...]: ...
-
-    def state(self, container_id: str) -> str | None:
-        """Merged state ("running" wins), or None when no source knows the ID."""
-        ...
-
-    def evidence(self, container_id: str) -> list[str]: ...
+from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE
+from ipamguard.liveness.model import LivenessSnapshot
+from ipamguard.liveness.verdict import LIVE, TORN_DOWN, UNKNOWN, container_verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +74,11 @@ class Reconciliation:
 
 
 FindingKey = tuple[str, str, str | None, str | None, str | None]
-ABSENT = "no liveness source knows this container"
 
 
 def reconcile(
     state: IpamState,
-    liveness: Liveness,
+    liveness: LivenessSnapshot,
     network_names: Iterable[str] | None,
     now: float,
     first_seen: Mapping[FindingKey, float],
@@ -132,20 +117,25 @@ def _with(finding: Finding, *, first_seen: float, confirmed: bool) -> Finding:
     )  # fmt: skip
 
 
-def _verdict(container_id: str, liveness: Liveness) -> tuple[str, list[str]]:
-    """("live" | "stopped" | "absent" | "unknown", evidence lines)."""
-    state = liveness.state(container_id)
-    if state is None:
-        if liveness.complete:
-            return "absent", [ABSENT]
-        return "unknown", ["unknown: " + "; ".join(liveness.failures)]
-    if state not in STOPPED_STATES:
-        return "live", []  # never a finding by itself: evidence only if inconsistent
-    return "stopped", liveness.evidence(container_id)
+def _verdict(container_id: str, liveness: LivenessSnapshot) -> tuple[str, list[str]]:
+    """(LIVE | TORN_DOWN | ABSENT | UNKNOWN, evidence lines): see liveness.verdict."""
+    verdict = container_verdict(container_id, liveness)
+    if verdict.kind == UNKNOWN and liveness.seen(container_id):
+        return UNKNOWN_STALE, list(verdict.evidence)
+    return verdict.kind, list(verdict.evidence)
+
+
+UNKNOWN_STALE = "unknown-stale"  # known to a source, but not known to be torn down
+
+
+def _kind(verdict: str) -> tuple[str, bool]:
+    """The finding kind for a verdict that is not live, and whether it may be released."""
+    kind = STALE if verdict in (TORN_DOWN, UNKNOWN_STALE) else LEAKED
+    return kind, verdict not in (UNKNOWN, UNKNOWN_STALE)
 
 
 def _container_findings(
-    allocations: list[Allocation], ids: list[IdsEntry], liveness: Liveness, now: float
+    allocations: list[Allocation], ids: list[IdsEntry], liveness: LivenessSnapshot, now: float
 ) -> list[Finding]:
     entries = {e.container_id: e for e in ids}
     findings: list[Finding] = []
@@ -157,13 +147,12 @@ def _container_findings(
         consistent = entry is not None and a.ip in entry.ips
         if not consistent:
             evidence = [*evidence, f"no ids entry lists {a.ip} for this container"]
-        if verdict == "live":
+        if verdict == LIVE:
             if not consistent:
-                evidence = [*liveness.evidence(a.container_id), *evidence]
                 findings.append(_finding(DANGLING, a, evidence, now, releasable=False))
             continue
-        kind = STALE if verdict == "stopped" else LEAKED
-        findings.append(_finding(kind, a, evidence, now, releasable=verdict != "unknown"))
+        kind, releasable = _kind(verdict)
+        findings.append(_finding(kind, a, evidence, now, releasable=releasable))
     held = {(a.container_id, a.ip) for a in allocations}
     for entry in ids:
         missing = [ip for ip in entry.ips if (entry.container_id, ip) not in held]
@@ -172,11 +161,10 @@ def _container_findings(
         verdict, evidence = _verdict(entry.container_id, liveness)
         note = f"ids entry lists {', '.join(missing) or 'no IP'} not held by this container"
         evidence = [*evidence, note]
-        if verdict == "live":
+        if verdict == LIVE:
             kind, releasable = DANGLING, False
-            evidence = [*liveness.evidence(entry.container_id), *evidence]
         else:
-            kind, releasable = (STALE if verdict == "stopped" else LEAKED), verdict != "unknown"
+            kind, releasable = _kind(verdict)
         if entry.container_id in seen_ids and kind != DANGLING:
             continue  # its allocations carry the finding; the release takes the entry too
         findings.append(
@@ -195,12 +183,14 @@ def _finding(
     )  # fmt: skip
 
 
-def _orphan_network(name: str, state: IpamState, liveness: Liveness, now: float) -> Finding:
+def _orphan_network(name: str, state: IpamState, liveness: LivenessSnapshot, now: float) -> Finding:
     network = state.network(name)
     assert network is not None
     holders = {a.container_id for s in network.subnets for a in s.allocations}
     holders.update(e.container_id for e in network.ids)
-    live = sorted(cid for cid in holders if _verdict(cid, liveness)[0] in ("live", "unknown"))
+    live = sorted(
+        cid for cid in holders if _verdict(cid, liveness)[0] in (LIVE, UNKNOWN, UNKNOWN_STALE)
+    )
     evidence = [f"no network config named {name!r}", f"{len(holders)} container(s) hold addresses"]
     if live:
         evidence.append("held by live or unknown container(s): " + ", ".join(c[:12] for c in live))

@@ -1,22 +1,29 @@
-"""Putting a backup back, as one bbolt write transaction under podman's locks.
+"""Putting a backup back, as one write transaction through the fenced path.
 
-The backup is validated in full; the live file is rewritten with its content
-in one transaction (crash-safe, and podman keeps using the same file), never
-replaced by a rename. A restore that would take an address away from a live
-container, or hand a live container's address to another ID, is refused
-unless forced.
+The backup is validated in full. The plan (what the restore adds and removes) is
+made on the live store as read, with liveness asked after that read; the write
+goes through ``ipamguard.fenced``, so it happens only if the store is still
+exactly the one planned on (a container started meanwhile voids the plan), with
+the local sources asked again and the addresses it would free probed on their
+networks. The live file is rewritten in one transaction (crash-safe, and podman
+keeps using the same file), never replaced by a rename. A restore that would take
+an address away from a live container (or one whose fate nobody can tell) is
+refused unless forced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ipamguard.bolt import DB, Bucket, Tx, load_snapshot
+from ipamguard.bolt import Tx, load_snapshot
+from ipamguard.context import Context
 from ipamguard.errors import BoltError, InvalidDatabase, PodmanUnavailable, Refused
+from ipamguard.fenced import Action, Decision, Prober, write_fenced
 from ipamguard.ipam.model import Allocation, IpamState, read_ipam
-from ipamguard.kinds import STOPPED_STATES
-from ipamguard.liveness import LivenessSnapshot, LivenessSource, collect
+from ipamguard.liveness import LivenessSnapshot, collect
+from ipamguard.liveness.verdict import container_verdict
+from ipamguard.stores.base import AllocationStore, WriteTx
 
 
 @dataclass
@@ -27,9 +34,11 @@ class RestorePlan:
     conflicts: list[str] = field(default_factory=list)
     written: bool = False
     safety_backup: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def read_backup(path: str) -> IpamState:
+def read_backup(path: str) -> Tx:
+    """A validated, read-only transaction over a backup file."""
     try:
         with open(path, "rb") as backup:
             data = backup.read()
@@ -39,88 +48,83 @@ def read_backup(path: str) -> IpamState:
         snapshot = load_snapshot(data)
     except InvalidDatabase as error:
         raise InvalidDatabase(f"{path}: {error}") from None
-    return read_ipam(Tx(snapshot, writable=False))
+    return Tx(snapshot, writable=False)
 
 
-def plan_restore(backup_path: str, current: IpamState, liveness: LivenessSnapshot) -> RestorePlan:
-    backup = read_backup(backup_path)
+def plan_restore(
+    backup_path: str, backup: IpamState, current: IpamState, liveness: LivenessSnapshot
+) -> RestorePlan:
     plan = RestorePlan(backup_path)
     now = {(a.network, a.subnet, a.ip): a for a in current.allocations()}
     then = {(a.network, a.subnet, a.ip): a for a in backup.allocations()}
     plan.added = [a for k, a in then.items() if now.get(k) != a]
     plan.removed = [a for k, a in now.items() if then.get(k) != a]
     for allocation in plan.removed:
-        if _alive(allocation.container_id, liveness):
+        verdict = container_verdict(allocation.container_id, liveness)
+        if not verdict.releasable:
             plan.conflicts.append(
-                f"{allocation.ip} ({allocation.network}) is held by live container "
+                f"{allocation.ip} ({allocation.network}) is held by {verdict.kind} container "
                 f"{allocation.container_id[:12]}: the backup does not have it"
             )
     return plan
 
 
-def _alive(container_id: str, liveness: LivenessSnapshot) -> bool:
-    info = liveness.containers.get(container_id)
-    return info is not None and info.state not in STOPPED_STATES
-
-
 def restore(
+    ctx: Context,
+    store: AllocationStore,
     backup_path: str,
-    db_path: str,
-    sources: Sequence[LivenessSource],
-    lock_paths: Sequence[str],
-    timeout: float,
-    backup_dir: str,
-    keep: int,
     *,
     force: bool,
     dry_run: bool,
+    confirm: Callable[[RestorePlan], None] | None,
+    prober: Prober | None,
 ) -> RestorePlan:
-    from ipamguard.backups import write_backup
-    from ipamguard.locks import network_locks
+    source = read_backup(backup_path)
+    backup = read_ipam(source)
+    snapshot = store.read()
+    holders = snapshot.state.holders() | backup.holders()
+    liveness = collect(ctx.sources(), holders)
+    if not liveness.complete and not force:
+        raise PodmanUnavailable(
+            "cannot tell which containers live (" + "; ".join(liveness.failures)
+            + "); nothing was restored (--force restores anyway)"
+        )  # fmt: skip
+    plan = plan_restore(backup_path, backup, snapshot.state, liveness)
+    if dry_run or not (plan.added or plan.removed):
+        return plan
+    _refuse_conflicts(plan, force)
+    if confirm is not None:
+        confirm(plan)
+    api = collect(ctx.api_sources(), holders)
 
-    with DB.open(db_path, readonly=dry_run, timeout=timeout) as db:
-        with db.view() as tx:
-            current = read_ipam(tx)
-        liveness = collect(sources)
-        if not liveness.complete and not force:
-            raise PodmanUnavailable(
-                "cannot tell which containers live (" + "; ".join(liveness.failures)
-                + "); nothing was restored (--force restores anyway)"
-            )  # fmt: skip
-        plan = plan_restore(backup_path, current, liveness)
-        if plan.conflicts and not force and not dry_run:
-            raise Refused(
-                f"restoring would take addresses from live containers: {plan.conflicts[0]}"
-                + (f" (and {len(plan.conflicts) - 1} more)" if len(plan.conflicts) > 1 else "")
-            )
-        if dry_run:
-            return plan
-        with open(backup_path, "rb") as backup_file:
-            source = Tx(load_snapshot(backup_file.read()), writable=False)
-        with network_locks(list(lock_paths), timeout):
+    def decide(wtx: WriteTx, local: LivenessSnapshot) -> Decision[RestorePlan]:
+        fresh = plan_restore(backup_path, backup, wtx.snapshot.state, api.combined(local))
+        if not force:
+            if not (api.complete and local.complete):
+                raise PodmanUnavailable(
+                    "cannot tell which containers live right before the write ("
+                    + "; ".join(api.failures + local.failures) + "); nothing was restored"
+                )  # fmt: skip
+            _refuse_conflicts(fresh, force)
 
-            def work(tx: Tx) -> str:
-                safety = write_backup(tx.snapshot.data, tx.snapshot.meta.txid, backup_dir, keep)
-                for name, _ in list(tx.items()):
-                    tx.delete_bucket(name)
-                for name, _ in source.items():
-                    copied = source.bucket(name)
-                    assert copied is not None
-                    _copy_bucket(copied, tx.create_bucket(name))
-                return safety
+        def apply(tx: WriteTx) -> None:
+            tx.replace_all(source)
 
-            plan.safety_backup = db.transact(work)
-            plan.written = True
-    return plan
+        addresses = [(a.network, a.ip) for a in fresh.removed]
+        return Decision([Action([fresh], addresses, apply)])
+
+    result = write_fenced(ctx, store, snapshot.fence, decide, None if force else prober)
+    if result.refused:
+        _, why = result.refused[0]
+        raise Refused(f"restoring would free an address in use: {why}; nothing was restored")
+    done = result.done[0] if result.done else plan
+    done.written, done.safety_backup, done.notes = result.written, result.backup, result.notes
+    return done
 
 
-def _copy_bucket(source: Bucket, target: Bucket) -> None:
-    for key, value in source.items():
-        if value is None:
-            child = source.bucket(key)
-            assert child is not None
-            _copy_bucket(child, target.create_bucket(key))
-        else:
-            target.put(key, value)
-    if source.sequence:
-        target.set_sequence(source.sequence)
+def _refuse_conflicts(plan: RestorePlan, force: bool) -> None:
+    if plan.conflicts and not force:
+        more = f" (and {len(plan.conflicts) - 1} more)" if len(plan.conflicts) > 1 else ""
+        raise Refused(
+            f"restoring would take addresses from live containers: {plan.conflicts[0]}{more}"
+        )

@@ -19,9 +19,12 @@ from ipamguard.config import (
     WatchConfig,
     config_changes,
     config_keys,
+    default_config_path,
     load_config,
     parse_config,
+    warnings,
 )
+from ipamguard.context import resolve_config
 from ipamguard.errors import ConfigError, IpamguardError
 
 PACKAGED = Path(__file__).resolve().parents[1] / "packaging" / "ipamguard.toml"
@@ -38,14 +41,9 @@ def error_of(text: str) -> str:
 def test_defaults_are_safe() -> None:
     config = Config()
     assert config.repair == RepairConfig(False, 60.0, ("leaked", "stale", "dangling"))
-    assert config.podman == PodmanConfig("unix:///run/podman/podman.sock", 5.0)
+    assert config.podman == PodmanConfig(None, 5.0)  # podman's own socket
     assert config.watch == WatchConfig(300.0, 0.25)
-    assert config.paths == PathsConfig(
-        "/run/containers/networks/ipam.db",
-        "/etc/containers/networks",
-        "/var/lib/ipamguard/backups",
-        20,
-    )
+    assert config.paths == PathsConfig(None, None, None, 20)  # podman's own paths
     assert config.log == LogConfig("info", "auto")
     assert parse_config("") == config
 
@@ -55,8 +53,16 @@ def test_the_packaged_file_is_exactly_the_defaults() -> None:
 
 
 def test_the_packaged_file_names_every_key() -> None:
-    document = tomllib.loads(PACKAGED.read_text())
-    assert {s: tuple(t) for s, t in document.items()} == config_keys()
+    """Set to its default, or shown commented out where the default is podman's own."""
+    text = PACKAGED.read_text()
+    document = tomllib.loads(text)
+    commented = tomllib.loads(re.sub(r"^# (\w+ = .*)$", r"\1", text, flags=re.MULTILINE))
+    assert {s: tuple(t) for s, t in commented.items()} == config_keys()
+    unset = {(s, k) for s, keys in config_keys().items() for k in keys} - {
+        (s, k) for s, t in document.items() for k in t
+    }
+    assert unset == {("podman", "url"), ("paths", "db"), ("paths", "network_dir"),
+                     ("paths", "backup_dir")}  # fmt: skip
 
 
 def test_every_key_can_be_set() -> None:
@@ -76,7 +82,7 @@ def test_every_key_can_be_set() -> None:
         db = "/tmp/x//ipam.db"
         network_dir = "/tmp/n"
         backup_dir = "/tmp/b"
-        backups_keep = 0
+        backups_keep = 1
         [log]
         level = "debug"
         format = "json"
@@ -85,7 +91,7 @@ def test_every_key_can_be_set() -> None:
     assert config.repair == RepairConfig(True, 0.0, ("leaked", "orphan-network", "malformed"))
     assert config.podman == PodmanConfig("tcp://127.0.0.1:8080", 0.5)
     assert config.watch == WatchConfig(30.0, 0.0)
-    assert config.paths == PathsConfig("/tmp/x/ipam.db", "/tmp/n", "/tmp/b", 0)
+    assert config.paths == PathsConfig("/tmp/x/ipam.db", "/tmp/n", "/tmp/b", 1)
     assert config.log == LogConfig("debug", "json")
     assert isinstance(config.repair.grace_seconds, float)
     # a partial section keeps the other defaults
@@ -94,7 +100,7 @@ def test_every_key_can_be_set() -> None:
 
 def test_the_example_message() -> None:
     assert error_of("[repair]\ngrace_seconds = 'x'\n") == (
-        "ipamguard.toml: [repair] grace_seconds: expected a non-negative number, got 'x'"
+        "ipamguard.toml: [repair] grace_seconds: expected seconds between 0 and 86400, got 'x'"
     )
 
 
@@ -112,19 +118,19 @@ def test_the_example_message() -> None:
         ("[repair]\nenabled = 1\n", r"enabled: expected true or false, got 1$"),
         (
             "[repair]\ngrace_seconds = true\n",
-            r"grace_seconds: expected a non-negative number, got true",
+            r"grace_seconds: expected seconds between 0 and 86400, got true",
         ),
         (
             "[repair]\ngrace_seconds = -1\n",
-            r"grace_seconds: expected a non-negative number, got -1",
+            r"grace_seconds: expected seconds between 0 and 86400, got -1",
         ),
         (
             "[repair]\ngrace_seconds = nan\n",
-            r"grace_seconds: expected a non-negative number, got nan",
+            r"grace_seconds: expected seconds between 0 and 86400, got nan",
         ),
         (
             "[repair]\ngrace_seconds = inf\n",
-            r"grace_seconds: expected a non-negative number, got inf",
+            r"grace_seconds: expected seconds between 0 and 86400, got inf",
         ),
         (
             "[repair]\nkinds = 'leaked'\n",
@@ -135,25 +141,37 @@ def test_the_example_message() -> None:
         ("[repair]\nkinds = [1]\n", r"kinds: expected a list .*got \[1\]"),
         (
             "[podman]\ntimeout_seconds = 0\n",
-            r"\[podman\] timeout_seconds: expected a positive number, got 0",
+            r"\[podman\] timeout_seconds: expected seconds, more than 0 and at most 300, got 0",
         ),
         ("[podman]\nurl = '/run/podman/podman.sock'\n", r"url: expected a URL such as unix:///run"),
         ("[podman]\nurl = 'unix://relative.sock'\n", r"url: expected a URL"),
         ("[podman]\nurl = 'tcp://host'\n", r"url: expected a URL"),
         ("[podman]\nurl = 'ssh://root@host/run/podman.sock'\n", r"url: expected a URL"),
         ("[podman]\nurl = 5\n", r"url: expected a URL .*got 5"),
-        ("[watch]\nresync_seconds = 0\n", r"\[watch\] resync_seconds: expected a positive number"),
+        ("[watch]\nresync_seconds = 0\n", r"\[watch\] resync_seconds: expected seconds, more"),
+        # bounds that mean something (the adversarial pass: 1e300 overflowed a timer)
+        (
+            "[podman]\ntimeout_seconds = 1e300\n",
+            r"timeout_seconds: expected seconds, .*got 1e\+300",
+        ),
+        ("[watch]\nresync_seconds = 1e300\n", r"resync_seconds: expected seconds"),
+        (
+            "[watch]\ndebounce_seconds = 600\n",
+            r"debounce_seconds: expected seconds between 0 and 60",
+        ),
+        ("[repair]\ngrace_seconds = 1e300\n", r"grace_seconds: expected seconds between"),
+        ("[paths]\nbackups_keep = 0\n", r"backups_keep: expected a whole number of at least 1"),
         (
             "[watch]\ndebounce_seconds = '1s'\n",
-            r"debounce_seconds: expected a non-negative number, got '1s'",
+            r"debounce_seconds: expected seconds between 0 and 60, got '1s'",
         ),
         ("[paths]\ndb = 'ipam.db'\n", r"\[paths\] db: expected an absolute path, got 'ipam.db'"),
         ("[paths]\nbackup_dir = 3\n", r"backup_dir: expected an absolute path, got 3"),
         (
             "[paths]\nbackups_keep = 2.5\n",
-            r"backups_keep: expected a non-negative integer, got 2.5",
+            r"backups_keep: expected a whole number of at least 1 .*got 2.5",
         ),
-        ("[paths]\nbackups_keep = -1\n", r"backups_keep: expected a non-negative integer, got -1"),
+        ("[paths]\nbackups_keep = -1\n", r"backups_keep: expected a whole number .*got -1"),
         (
             "[log]\nlevel = 'verbose'\n",
             r"\[log\] level: expected one of debug, info, warning, error, got 'verbose'",
@@ -207,7 +225,7 @@ def test_errors_name_the_file_and_exit_2(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     assert str(info.value) == (
-        f"{path}: [watch] resync_seconds: expected a positive number, got -5"
+        f"{path}: [watch] resync_seconds: expected seconds, more than 0 and at most 86400, got -5"
     )
     assert isinstance(info.value, IpamguardError)
     assert info.value.exit_code == 2
@@ -228,3 +246,25 @@ def test_config_changes() -> None:
         "[log] level: 'info' -> 'debug'",
     ]
     assert config_changes(new, new) == []
+
+
+def test_a_grace_period_below_the_floor_is_a_warning() -> None:
+    assert warnings(parse_config("[repair]\nenabled = true\ngrace_seconds = 60\n")) == []
+    assert warnings(parse_config("[repair]\ngrace_seconds = 0\n")) == []  # repair off
+    (line,) = warnings(parse_config("[repair]\nenabled = true\ngrace_seconds = 0\n"))
+    assert line.startswith("[repair] grace_seconds = 0 is below 10 s") and "\n" not in line
+
+
+def test_the_user_config_lives_in_xdg_config_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/home/u/cfg")
+    assert default_config_path(user=True) == "/home/u/cfg/ipamguard/ipamguard.toml"
+    assert default_config_path() == DEFAULT_CONFIG_PATH
+
+
+def test_resolve_fills_in_podmans_own_paths() -> None:
+    resolved = resolve_config(Config(), user=False)
+    assert resolved.paths.db == "/run/containers/networks/ipam.db"
+    assert resolved.podman.url == "unix:///run/podman/podman.sock"
+    assert resolved.paths.backup_dir == "/var/lib/ipamguard/backups"
+    kept = resolve_config(parse_config("[paths]\ndb = '/srv/ipam.db'\n"), user=False)
+    assert kept.paths.db == "/srv/ipam.db"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from ipamguard.ipam.model import Allocation, IdsEntry, IpamState, Malformed, Network, Subnet
 from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE
+from ipamguard.liveness.model import (
+    NETWORK_SET_UP,
+    NETWORK_TORN_DOWN,
+    ContainerInfo,
+    LivenessSnapshot,
+    merge,
+)
 from ipamguard.reconcile import reconcile
 
 A = "a" * 64
@@ -15,22 +20,17 @@ B = "b" * 64
 C = "c" * 64
 
 
-@dataclass
-class Seen:
-    """A liveness snapshot as data: container ID -> merged state."""
-
-    states: dict[str, str] = field(default_factory=dict)
-    failures: tuple[str, ...] = ()
-
-    @property
-    def complete(self) -> bool:
-        return not self.failures
-
-    def state(self, container_id: str) -> str | None:
-        return self.states.get(container_id)
-
-    def evidence(self, container_id: str) -> list[str]:
-        return [f"test: {self.states[container_id]}"]
+def Seen(
+    states: dict[str, str] | None = None,
+    failures: tuple[str, ...] = (),
+    network: dict[str, str | None] | None = None,
+) -> LivenessSnapshot:
+    """A liveness snapshot as data: container ID -> podman's state (and network)."""
+    observations = tuple(
+        ContainerInfo(cid, st, "podman-api", network=(network or {}).get(cid))
+        for cid, st in (states or {}).items()
+    )
+    return LivenessSnapshot(0.0, merge(observations), failures, observations)
 
 
 def network(name: str, holders: dict[str, str], ids: dict[str, tuple[str, ...]]) -> Network:
@@ -55,7 +55,10 @@ def consistent() -> IpamState:
     return state(network("n", {"10.0.0.2": A, "10.0.0.3": B}, {A: ("10.0.0.2",), B: ("10.0.0.3",)}))
 
 
-@pytest.mark.parametrize("live_state", ["running", "paused", "created", "configured", "stopping"])
+@pytest.mark.parametrize(
+    "live_state",
+    ["running", "paused", "created", "initialized", "stopping", "stopped", "removing", "unknown"],
+)
 def test_live_containers_are_never_findings(live_state: str) -> None:
     result = reconcile(consistent(), Seen({A: live_state, B: "running"}), {"n"}, 100.0, {}, 0)
     assert result.findings == []
@@ -68,10 +71,38 @@ def test_absent_container_is_leaked_and_releasable() -> None:
     assert result.findings[0].confirmed  # grace 0
 
 
-@pytest.mark.parametrize("stopped", ["exited", "stopped"])
-def test_stopped_container_holding_addresses_is_stale(stopped: str) -> None:
-    result = reconcile(consistent(), Seen({A: stopped, B: "running"}), {"n"}, 100.0, {}, 0)
+def test_exited_and_torn_down_holding_addresses_is_stale() -> None:
+    seen = Seen({A: "exited", B: "running"}, network={A: NETWORK_TORN_DOWN})
+    result = reconcile(consistent(), seen, {"n"}, 100.0, {}, 0)
     assert kinds(result) == [(STALE, "10.0.0.2", A, True)]
+
+
+def test_exited_with_its_network_still_set_up_is_live() -> None:
+    """Cleanup never ran (conmon's cleanup killed): `podman start` reuses the addresses."""
+    seen = Seen({A: "exited", B: "running"}, network={A: NETWORK_SET_UP})
+    assert reconcile(consistent(), seen, {"n"}, 100.0, {}, 0).findings == []
+
+
+def test_exited_without_knowing_the_network_is_stale_never_releasable() -> None:
+    result = reconcile(consistent(), Seen({A: "exited", B: "running"}), {"n"}, 100.0, {}, 0)
+    assert kinds(result) == [(STALE, "10.0.0.2", A, False)]
+
+
+def test_a_runtime_state_entry_keeps_an_exited_container_live() -> None:
+    """runc's state dir exists until podman's cleanup deletes the container."""
+    observations = (
+        ContainerInfo(A, "exited", "podman-api", network=NETWORK_TORN_DOWN),
+        ContainerInfo(A, "stopped", "runc"),
+        ContainerInfo(B, "running", "podman-api"),
+    )
+    seen = LivenessSnapshot(0.0, merge(observations), (), observations)
+    assert reconcile(consistent(), seen, {"n"}, 100.0, {}, 0).findings == []
+
+
+def test_torn_down_but_blind_elsewhere_is_not_releasable() -> None:
+    seen = Seen({A: "exited", B: "running"}, ("in-flight: pid 9",), {A: NETWORK_TORN_DOWN})
+    result = reconcile(consistent(), seen, {"n"}, 100.0, {}, 0)
+    assert kinds(result) == [(STALE, "10.0.0.2", A, False)]
 
 
 def test_blind_liveness_never_releases() -> None:

@@ -30,9 +30,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ipamguard.backups import list_backups
-    from ipamguard.cli.common import paths_for, print_json
+    from ipamguard.cli.common import context_from, print_json
 
-    backup_dir = paths_for(args).backup_dir
+    backup_dir = context_from(args).paths.backup_dir
     backups = list_backups(backup_dir)
     if args.json:
         print_json(

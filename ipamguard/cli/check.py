@@ -19,14 +19,15 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "check",
         help="report leaked, stale and inconsistent allocations",
-        description="Read ipam.db, then ask podman's API, runtime state (runc/crun) and "
-        "conmon which containers exist, and report every finding: leaked (no "
-        "container has this ID), stale (the container exited but still holds "
-        "addresses), dangling (IP keys and ids entries disagree), orphan-network "
-        "(no network config any more), malformed (netavark could not have "
-        "written it). Changes nothing.",
-        epilog="Exit codes: 0 clean, 1 findings, 2 could not check (e.g. podman's API "
-        "unreachable: findings are then shown as unknown).",
+        description="Read ipam.db, then ask podman (its API socket, or the podman command "
+        "when there is no socket), runtime state (runc/crun) and conmon which "
+        "containers exist, and report every finding: leaked (no container has this "
+        "ID), stale (the container exited and podman tore its network down, yet it "
+        "still holds addresses), dangling (IP keys and ids entries disagree), "
+        "orphan-network (no network config any more), malformed (netavark could not "
+        "have written it). Changes nothing.",
+        epilog="Exit codes: 0 clean, 1 findings, 2 could not check (e.g. podman could not "
+        "be asked: findings are then shown as not releasable).",
     )
     add_db_option(parser)
     add_liveness_options(parser)
@@ -37,27 +38,29 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ipamguard.cli.common import (
+        context_from,
         finding_to_json,
         finding_to_text,
-        liveness_sources,
+        liveness_used,
         print_json,
-        settings_from,
+        store_of,
     )
     from ipamguard.healing import judge, observe
 
-    api, runtime = liveness_sources(args)
-    observation = observe(settings_from(args), [*api, *runtime])
+    ctx = context_from(args)
+    observation = observe(ctx, store_of(ctx))
     result = judge(observation, {}, grace=0.0)
     if args.json:
         print_json(
             {
-                "db": settings_from(args).paths.db,
+                "db": ctx.paths.db,
                 "txid": observation.state.txid,
                 "networks": result.networks,
                 "allocations": result.allocations,
                 "liveness": {
                     "complete": result.liveness_complete,
                     "failures": list(result.liveness_failures),
+                    "podman": liveness_used(ctx),
                 },
                 "findings": [finding_to_json(f) for f in result.findings],
             }
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             print(finding_to_text(finding))
         print(
             f"{result.networks} network(s), {result.allocations} allocation(s), "
-            f"{len(result.findings)} finding(s)",
+            f"{len(result.findings)} finding(s); asked {liveness_used(ctx)}",
             file=sys.stderr,
         )
     if not result.liveness_complete:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ipamguard.errors import Refused
+from ipamguard.errors import Refused, UsageError
 from ipamguard.ipam.paths import ROOTFUL_DB
 
 if TYPE_CHECKING:
-    from ipamguard.healing import Settings
-    from ipamguard.ipam.paths import PodmanPaths
-    from ipamguard.liveness import LivenessSource
+    from ipamguard.context import Context
+    from ipamguard.stores.netavark import NetavarkStore
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -32,19 +30,38 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def paths_for(args: argparse.Namespace) -> PodmanPaths:
-    """The PodmanPaths of the mode asked for, with the command line's overrides."""
+def context_from(args: argparse.Namespace) -> Context:
+    """The one Context for this command line (paths, locks, sources, timeouts)."""
+    from ipamguard.context import Overrides, build_context
 
-    from ipamguard.ipam.paths import podman_paths
+    overrides = Overrides(
+        db=getattr(args, "db", None),
+        network_dir=getattr(args, "network_dir", None),
+        socket_url=getattr(args, "url", None),
+        backup_dir=getattr(args, "backup_dir", None),
+    )
+    return build_context(
+        args.user,
+        overrides,
+        lock_timeout=_bounded(getattr(args, "lock_timeout", 2.0), "--lock-timeout"),
+        podman_timeout=_bounded(getattr(args, "podman_timeout", 5.0), "--podman-timeout"),
+        backups_keep=getattr(args, "backups_keep", 20),
+        podman_command=True,
+    )
 
-    paths = podman_paths(args.user)
-    overrides = {
-        "db": getattr(args, "db", None),
-        "network_dir": getattr(args, "network_dir", None),
-        "socket_url": getattr(args, "url", None),
-        "backup_dir": getattr(args, "backup_dir", None),
-    }
-    return dataclasses.replace(paths, **{k: v for k, v in overrides.items() if v})
+
+def _bounded(value: float, option: str) -> float:
+    from ipamguard.context import MAX_TIMEOUT
+
+    if not 0 < value <= MAX_TIMEOUT:
+        raise UsageError(f"{option}: expected seconds between 0 and {MAX_TIMEOUT:g}, got {value:g}")
+    return value
+
+
+def store_of(ctx: Context) -> NetavarkStore:
+    from ipamguard.stores.netavark import NetavarkStore
+
+    return NetavarkStore(ctx.paths.db, ctx.lock_timeout, ctx.paths.backup_dir, ctx.backups_keep)
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -95,8 +112,9 @@ def add_liveness_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--network-dir",
         metavar="DIR",
-        help=f"podman's network configs (default: {ROOTFUL_NETWORK_DIR}; rootless: "
-        "~/.config/containers/networks)",
+        help=f"podman's network configs, and its network lock (default: as containers.conf "
+        f"says, else {ROOTFUL_NETWORK_DIR}; rootless: $graphroot/networks, normally "
+        "~/.local/share/containers/storage/networks)",
     )
 
 
@@ -115,40 +133,29 @@ def add_backup_options(parser: argparse.ArgumentParser) -> None:
     add_backup_dir_option(parser)
     parser.add_argument(
         "--backups-keep",
-        type=int,
+        type=_at_least_one,
         default=20,
         metavar="N",
-        help="keep the newest N backups (default: 20)",
+        help="keep the newest N backups (default: 20; at least 1)",
     )
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    from ipamguard.healing import Settings
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least 1: the backup just written must be kept")
+    return value
 
-    return Settings(
-        paths_for(args),
-        lock_timeout=args.lock_timeout,
-        backups_keep=getattr(args, "backups_keep", 20),
-    )
 
-
-def liveness_sources(
-    args: argparse.Namespace,
-) -> tuple[list[LivenessSource], list[LivenessSource]]:
-    """(podman API sources, runtime-state sources) for the command line's options."""
-    from ipamguard.liveness import (
-        ConmonSource,
-        InFlightSource,
-        PodmanApiSource,
-        RuntimeStateSource,
-    )
-
-    paths = paths_for(args)
-    return [PodmanApiSource(paths.socket_url, args.podman_timeout)], [
-        RuntimeStateSource(paths.runtime_dirs),
-        ConmonSource(),
-        InFlightSource(),
-    ]
+def liveness_used(ctx: Context) -> str:
+    """Which podman source the command asks: its API, or the podman command."""
+    source = ctx.api_sources()[0]
+    if getattr(source, "shown", "") == "podman command":
+        return f"the podman command (no API socket at {ctx.paths.socket_url})"
+    return f"podman's API at {ctx.paths.socket_url}"
 
 
 def finding_to_json(finding: Any) -> dict[str, Any]:

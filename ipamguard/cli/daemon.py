@@ -7,8 +7,6 @@ from typing import Any
 
 from ipamguard.config import DEFAULT_CONFIG_PATH, LOG_FORMATS
 
-DEFAULT_CYCLE = "ipamguard.daemon.cycle:make_cycle"
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -25,7 +23,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--config",
         metavar="PATH",
-        help=f"configuration file (default: {DEFAULT_CONFIG_PATH}; defaults if missing)",
+        help=f"configuration file (default: {DEFAULT_CONFIG_PATH}, with --user "
+        "~/.config/ipamguard/ipamguard.toml; the defaults if missing)",
     )
     parser.add_argument(
         "--log-format",
@@ -33,11 +32,11 @@ def register(subparsers: Any) -> None:
         help="override [log] format (auto: the journal when its socket exists)",
     )
     parser.add_argument(
-        "--cycle",
-        metavar="MODULE:FUNCTION",
-        default=DEFAULT_CYCLE,
-        help="for tests and benchmarks: the factory of the reconcile cycle "
-        f"(default: {DEFAULT_CYCLE})",
+        "--user",
+        action="store_true",
+        help="watch the calling user's rootless podman (config "
+        "~/.config/ipamguard/ipamguard.toml, backups under $XDG_STATE_HOME; what "
+        "`systemctl --user enable --now ipamguard` runs)",
     )
     parser.set_defaults(func=run)
 
@@ -45,4 +44,4 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ipamguard.daemon.app import run_daemon
 
-    return run_daemon(args.config, args.log_format, args.cycle)
+    return run_daemon(args.config, args.log_format, user=args.user)

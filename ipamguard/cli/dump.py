@@ -26,10 +26,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ipamguard.bolt import DB
-    from ipamguard.cli.common import paths_for
+    from ipamguard.cli.common import context_from
     from ipamguard.ipam.model import read_ipam
 
-    db_path = paths_for(args).db
+    db_path = context_from(args).paths.db
     with DB.open(db_path, readonly=True, timeout=args.lock_timeout) as db, db.view() as tx:
         state = read_ipam(tx)
     if args.json:

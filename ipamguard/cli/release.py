@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from ipamguard.cli.common import (
@@ -13,6 +12,7 @@ from ipamguard.cli.common import (
     add_json_option,
     add_liveness_options,
     add_timeout_option,
+    confirm,
 )
 from ipamguard.errors import EXIT_NOTHING, EXIT_OK, UsageError
 
@@ -24,10 +24,14 @@ def register(subparsers: Any) -> None:
         description="Remove a container's allocations from ipam.db: its IP key in every "
         "subnet bucket and its ids entry, in one write transaction, under podman's "
         "network lock and then bbolt's file lock (held for milliseconds).",
-        epilog="Without --force, podman's API, runtime state and conmon are asked first: "
-        "a container that lives, or whose fate nobody can tell, is refused. --force "
-        "skips that (offline copies, rescue). A backup of the file is saved first. "
-        "Exit codes: 0 released, 1 nothing to release / not found, 2 error.",
+        epilog="Without --force, podman, runtime state and conmon are asked first: a "
+        "container that lives (an exited one whose network podman did not tear down "
+        "lives too), or whose fate nobody can tell, is refused; under the locks the "
+        "file must be the one read, and each address is probed on its network's "
+        "bridge (an answer: refused). --force skips liveness and probing (offline "
+        "copies, rescue), never the locks or the check that the file is unchanged. "
+        "A backup of the file is saved first. Exit codes: 0 released, 1 nothing to "
+        "release / not found, 2 error or refused.",
     )
     parser.add_argument(
         "--container", required=True, metavar="ID", help="container ID or unique prefix"
@@ -49,8 +53,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import confirm, paths_for
-    from ipamguard.ipam.release import ReleasePlan, release_container
+    from ipamguard.cli.common import context_from, store_of
+    from ipamguard.errors import Changed
+    from ipamguard.ipam.release import ReleasePlan
+    from ipamguard.manual import release_container
 
     def ask(plan: ReleasePlan) -> None:
         _print_plan(plan, "will release", sys.stderr)
@@ -58,18 +64,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json and not args.yes and not args.dry_run:
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
-    paths = paths_for(args)
-    result = release_container(
-        paths.db,
-        args.container,
-        args.network,
-        dry_run=args.dry_run,
-        lock_paths=paths.network_locks,
-        timeout=args.lock_timeout,
-        confirm=None if args.yes else ask,
-        vouch=None if args.force else _vouch_for(args),
-        backup=_backup_to(args),
-    )
+    ctx = context_from(args)
+    store = store_of(ctx)
+    attempts = 3 if args.yes else 1  # a changed file after a prompt: ask the operator again
+    for attempt in range(attempts):
+        try:
+            result = release_container(
+                ctx, store, args.container, args.network, dry_run=args.dry_run,
+                force=args.force, confirm=None if args.yes else ask, prober=ctx.prober(),
+            )  # fmt: skip
+            break
+        except Changed as changed:
+            if attempt == attempts - 1:
+                raise Changed(f"{changed} (run the command again)") from None
     plan = result.plan
     if args.json:
         from ipamguard.cli.common import print_json
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 ],
                 "lock_hold_ms": round(result.lock_hold * 1000, 3),
                 "backup": result.backup,
+                "notes": list(result.notes),
             }
         )
     elif plan.is_empty():
@@ -95,50 +103,14 @@ def run(args: argparse.Namespace) -> int:
         _print_plan(plan, "would release", sys.stdout)
     else:
         _print_plan(plan, "released", sys.stdout)
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(
             f"done: txid {result.txid}, db lock held {result.lock_hold * 1000:.1f} ms, "
             f"backup {result.backup}",
             file=sys.stderr,
         )
     return EXIT_NOTHING if plan.is_empty() else EXIT_OK
-
-
-def _vouch_for(args: argparse.Namespace) -> Callable[[str], None]:
-    from ipamguard.cli.common import liveness_sources
-    from ipamguard.errors import Refused
-    from ipamguard.kinds import STOPPED_STATES
-    from ipamguard.liveness import collect
-
-    def vouch(container_id: str) -> None:
-        api, runtime = liveness_sources(args)
-        seen = collect([*api, *runtime])
-        info = seen.containers.get(container_id)
-        if info is not None and info.state not in STOPPED_STATES:
-            evidence = "; ".join(seen.evidence(container_id))
-            raise Refused(f"container {container_id[:12]} is alive ({evidence}); not released")
-        if info is None and not seen.complete:
-            raise Refused(
-                f"cannot tell whether container {container_id[:12]} lives ("
-                + "; ".join(seen.failures)
-                + "); not released (--force releases anyway)"
-            )
-
-    return vouch
-
-
-def _backup_to(args: argparse.Namespace) -> Callable[[Any], str]:
-    from ipamguard.backups import write_backup
-    from ipamguard.cli.common import paths_for
-
-    def backup(tx: Any) -> str:
-        return write_backup(
-            tx.snapshot.data,
-            tx.snapshot.meta.txid,
-            paths_for(args).backup_dir,
-            args.backups_keep,
-        )
-
-    return backup
 
 
 def _print_plan(plan: Any, verb: str, stream: Any) -> None:

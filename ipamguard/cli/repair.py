@@ -25,11 +25,13 @@ def register(subparsers: Any) -> None:
         "repair",
         help="release leaked allocations (asks podman twice, backs up first)",
         description="Find what `check` finds, then release the findings of the chosen "
-        "kinds: liveness is asked again right before the write, the allocation "
-        "is re-read under podman's network lock and bbolt's file lock, and a "
-        "copy of ipam.db is saved in the backup directory first. A live "
-        "container's allocation is never released; when a liveness source "
-        "cannot answer, nothing is.",
+        "kinds. podman is asked again right before the write; then, under podman's "
+        "network lock, ipam.db must still be exactly the file that was judged (else "
+        "everything is looked at again), runtime state and conmon are asked again, "
+        "every address is probed on its network's bridge (an answer: not released), "
+        "a copy of ipam.db is saved, and the change is committed under bbolt's file "
+        "lock (milliseconds). A live container's allocation is never released; when "
+        "a liveness source cannot answer, nothing is.",
         epilog="Kinds that can be released: leaked, stale, orphan-network (dangling and "
         "malformed are reported only). Exit codes: 0 everything found was "
         "repaired (or nothing found), 1 findings remain, 2 error.",
@@ -66,67 +68,103 @@ def parse_kinds(text: str) -> set[str]:
     return kinds
 
 
+FENCE_ATTEMPTS = 3  # ipam.db changed between the look and the write: look again
+
+
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import (
-        confirm,
-        finding_to_json,
-        finding_to_text,
-        liveness_sources,
-        print_json,
-        settings_from,
-    )
-    from ipamguard.errors import PodmanUnavailable
-    from ipamguard.healing import judge, observe, repair
+    from ipamguard.cli.common import context_from, print_json, store_of
+    from ipamguard.errors import Changed
 
     kinds = parse_kinds(args.kind)
     if args.json and not (args.yes or args.dry_run):
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
-    settings = settings_from(args)
-    api, runtime = liveness_sources(args)
-    observation = observe(settings, [*api, *runtime])
-    first = judge(observation, {}, grace=args.grace)
-    if args.grace > 0:
-        first_seen = {f.key: f.first_seen for f in first.findings}
+    if not 0 <= args.grace <= 3600:
+        raise UsageError(f"--grace: expected seconds between 0 and 3600, got {args.grace:g}")
+    ctx = context_from(args)
+    store = store_of(ctx)
+    first_seen: dict[Any, float] = {}
+    for attempt in range(FENCE_ATTEMPTS):
+        findings, observation = _look(ctx, store, args, first_seen, wait=attempt == 0)
+        _ask(findings, kinds, args)
+        try:
+            from ipamguard.healing import repair
+
+            prober = ctx.prober()
+            result = repair(ctx, store, observation, findings, kinds, prober, args.dry_run)
+            break
+        except Changed as changed:
+            if attempt == FENCE_ATTEMPTS - 1:
+                raise
+            print(f"{changed}; looking again", file=sys.stderr)
+    done = [] if args.dry_run else result.released
+    remaining = [f for f in findings if f not in done]
+    if args.json:
+        print_json(_document(args, result, remaining))
+    else:
+        _print_text(args, result, remaining)
+    return EXIT_NOTHING if remaining else EXIT_OK
+
+
+def _look(
+    ctx: Any, store: Any, args: argparse.Namespace, first_seen: dict[Any, float], wait: bool
+) -> tuple[list[Any], Any]:
+    """Observe (twice, ``--grace`` apart, the first time): the findings and the last look."""
+    from ipamguard.errors import PodmanUnavailable
+    from ipamguard.healing import judge, observe
+
+    observation = observe(ctx, store)
+    judged = judge(observation, first_seen, grace=args.grace)
+    if wait and args.grace > 0:
+        first_seen.update({f.key: f.first_seen for f in judged.findings})
         print(f"observed; looking again in {args.grace:g} s", file=sys.stderr)
         time.sleep(args.grace)
-        observation = observe(settings, [*api, *runtime])
-        first = judge(observation, first_seen, grace=args.grace)
-    if not first.liveness_complete:
+        observation = observe(ctx, store)
+        judged = judge(observation, first_seen, grace=args.grace)
+    first_seen.update({f.key: f.first_seen for f in judged.findings})
+    if not judged.liveness_complete:
         raise PodmanUnavailable(
             "could not ask every liveness source ("
-            + "; ".join(first.liveness_failures)
+            + "; ".join(judged.liveness_failures)
             + "); nothing was released"
         )
-    releasable = [f for f in first.findings if f.kind in kinds & RELEASABLE_KINDS]
+    return judged.findings, observation
+
+
+def _ask(findings: list[Any], kinds: set[str], args: argparse.Namespace) -> None:
+    from ipamguard.cli.common import confirm, finding_to_text
+
+    releasable = [f for f in findings if f.kind in kinds & RELEASABLE_KINDS]
     if releasable and not args.dry_run and not args.yes:
         for finding in releasable:
             print("will release " + finding_to_text(finding), file=sys.stderr)
         confirm(f"Release {len(releasable)} finding(s)?", assume_yes=False)
-    result = repair(settings, first.findings, kinds, api, runtime, dry_run=args.dry_run)
-    done = [] if args.dry_run else result.released
-    remaining = [f for f in first.findings if f not in done]
-    if args.json:
-        print_json(
-            {
-                "dry_run": args.dry_run,
-                "released": [finding_to_json(f) for f in result.released],
-                "refused": [finding_to_json(f) | {"reason": r} for f, r in result.refused],
-                "remaining": [finding_to_json(f) for f in remaining],
-                "backup": result.backup,
-                "txid": result.txid,
-                "lock_hold_ms": round(result.lock_hold * 1000, 3),
-            }
-        )
-    else:
-        verb = "would release" if args.dry_run else "released"
-        for finding in result.released:
-            print(f"{verb} {finding_to_text(finding)}")
-        for finding, reason in result.refused:
-            print(f"left {finding_to_text(finding)}: {reason}")
-        if result.backup:
-            print(f"backup: {result.backup}", file=sys.stderr)
-        print(
-            f"{len(result.released)} {verb}, {len(remaining)} finding(s) remain",
-            file=sys.stderr,
-        )
-    return EXIT_NOTHING if remaining else EXIT_OK
+
+
+def _document(args: argparse.Namespace, result: Any, remaining: list[Any]) -> dict[str, Any]:
+    from ipamguard.cli.common import finding_to_json
+
+    return {
+        "dry_run": args.dry_run,
+        "released": [finding_to_json(f) for f in result.released],
+        "refused": [finding_to_json(f) | {"reason": r} for f, r in result.refused],
+        "remaining": [finding_to_json(f) for f in remaining],
+        "notes": result.notes,
+        "backup": result.backup,
+        "txid": result.txid,
+        "lock_hold_ms": round(result.lock_hold * 1000, 3),
+    }
+
+
+def _print_text(args: argparse.Namespace, result: Any, remaining: list[Any]) -> None:
+    from ipamguard.cli.common import finding_to_text
+
+    verb = "would release" if args.dry_run else "released"
+    for finding in result.released:
+        print(f"{verb} {finding_to_text(finding)}")
+    for finding, reason in result.refused:
+        print(f"left {finding_to_text(finding)}: {reason}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.backup:
+        print(f"backup: {result.backup}", file=sys.stderr)
+    print(f"{len(result.released)} {verb}, {len(remaining)} finding(s) remain", file=sys.stderr)

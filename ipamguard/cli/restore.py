@@ -23,8 +23,10 @@ def register(subparsers: Any) -> None:
         description="Validate a backup in full, compare it with the live file and the "
         "containers that live now, then rewrite ipam.db with the backup's content "
         "in one write transaction under podman's locks (the file is not replaced, "
-        "so podman keeps working with it). The live file is backed up first. "
-        "Refuses when it would take an address from a live container, unless --force.",
+        "so podman keeps working with it), only if the live file is still the one "
+        "compared (else: run again). The live file is backed up first. Refuses when "
+        "it would take an address from a live container, or free one that answers "
+        "on its network, unless --force.",
         epilog="Exit codes: 0 restored (or --dry-run shows changes), 1 nothing differs, 2 error.",
     )
     parser.add_argument("backup", metavar="FILE", help="a backup (see `ipamguard backups`)")
@@ -42,19 +44,21 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import confirm, liveness_sources, paths_for, print_json
+    from ipamguard.cli.common import confirm, context_from, print_json, store_of
     from ipamguard.ipam.report import allocation_to_json
-    from ipamguard.restore import restore
+    from ipamguard.restore import RestorePlan, restore
 
     if args.json and not (args.yes or args.dry_run):
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
-    paths = paths_for(args)
-    if not args.dry_run and not args.yes:
-        confirm(f"Rewrite {paths.db} with the content of {args.backup}?", assume_yes=False)
-    api, runtime = liveness_sources(args)
+    ctx = context_from(args)
+
+    def ask(plan: RestorePlan) -> None:
+        _print_changes(plan, sys.stderr)
+        confirm(f"Rewrite {ctx.paths.db} with the content of {args.backup}?", assume_yes=False)
+
     plan = restore(
-        args.backup, paths.db, [*api, *runtime], paths.network_locks, args.lock_timeout,
-        paths.backup_dir, args.backups_keep, force=args.force, dry_run=args.dry_run,
+        ctx, store_of(ctx), args.backup, force=args.force, dry_run=args.dry_run,
+        confirm=None if args.yes else ask, prober=ctx.prober(),
     )  # fmt: skip
     if args.json:
         print_json(
@@ -66,15 +70,22 @@ def run(args: argparse.Namespace) -> int:
                 "removed": [allocation_to_json(a) for a in plan.removed],
                 "conflicts": plan.conflicts,
                 "safety_backup": plan.safety_backup,
+                "notes": plan.notes,
             }
         )
     else:
-        for a in plan.added:
-            print(f"+ {a.ip} ({a.network}, {a.subnet}) {a.container_id}")
-        for a in plan.removed:
-            print(f"- {a.ip} ({a.network}, {a.subnet}) {a.container_id}")
+        _print_changes(plan, sys.stdout)
         for conflict in plan.conflicts:
             print(f"conflict: {conflict}", file=sys.stderr)
+        for note in plan.notes:
+            print(f"note: {note}", file=sys.stderr)
         if plan.safety_backup:
             print(f"the file before the restore: {plan.safety_backup}", file=sys.stderr)
     return EXIT_OK if plan.added or plan.removed else EXIT_NOTHING
+
+
+def _print_changes(plan: Any, stream: Any) -> None:
+    for a in plan.added:
+        print(f"+ {a.ip} ({a.network}, {a.subnet}) {a.container_id}", file=stream)
+    for a in plan.removed:
+        print(f"- {a.ip} ({a.network}, {a.subnet}) {a.container_id}", file=stream)

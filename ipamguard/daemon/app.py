@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
 from collections.abc import Sequence
 
@@ -11,58 +10,68 @@ from ipamguard.config import Config, load_config
 from ipamguard.daemon.cycle_api import Cycle
 from ipamguard.daemon.service import Service
 from ipamguard.daemon.triggers import TriggerSource
-from ipamguard.errors import UsageError
-
-DEFAULT_CYCLE = "ipamguard.daemon.cycle:make_cycle"
 
 
 def make_sources(config: Config) -> Sequence[TriggerSource]:
-    """podman's event stream and inotify on ipam.db."""
+    """podman's event stream and inotify on ipam.db (``config`` resolved)."""
     from ipamguard.daemon.db_watch import DbWatch
     from ipamguard.daemon.podman_events import PodmanEvents
 
+    assert config.podman.url is not None and config.paths.db is not None
     return (
         PodmanEvents(config.podman.url, config.podman.timeout_seconds),
         DbWatch(config.paths.db),
     )
 
 
-def make_cycle(spec: str = DEFAULT_CYCLE) -> Cycle:
-    """Call the factory ``MODULE:FUNCTION`` (``--cycle``; tests pass a stand-in)."""
-    module_name, _, function_name = spec.partition(":")
-    if not module_name or not function_name:
-        raise UsageError(f"--cycle: expected MODULE:FUNCTION, got {spec!r}")
-    try:
-        factory = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as error:
-        raise UsageError(f"cannot load the reconcile cycle {spec}: {error}") from None
-    cycle: Cycle = factory()
-    return cycle
-
-
 def run_daemon(
-    config_path: str | None, log_format: str | None = None, cycle_spec: str = DEFAULT_CYCLE
+    config_path: str | None,
+    log_format: str | None = None,
+    *,
+    user: bool = False,
+    cycle: Cycle | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT; a bad config raises ConfigError before anything starts."""
+    """Run until SIGTERM/SIGINT; a bad config raises ConfigError before anything starts.
+
+    ``user``: one user's rootless podman (config, paths, processes of that user);
+    ``cycle``: the reconcile (tests and benchmarks pass a stand-in).
+    """
+    from ipamguard.context import resolve_config
+    from ipamguard.daemon.cycle import ReconcileCycle
     from ipamguard.daemon.sdnotify import Notifier, watchdog_interval
     from ipamguard.logs import configure_logging
 
-    config = load_config(config_path)
+    def load() -> Config:
+        return resolve_config(load_config(config_path, user), user)
+
+    config = load()
     configure_logging(config.log, log_format)
 
     def apply(new: Config) -> None:
         configure_logging(new.log, log_format)
+        _warn(new)
 
+    _warn(config)
     service = Service(
-        make_cycle(cycle_spec),
+        cycle if cycle is not None else ReconcileCycle(user=user),
         config,
-        load_config=lambda: load_config(config_path),
+        load_config=load,
         make_sources=make_sources,
         notifier=Notifier.from_environ(),
         watchdog_seconds=watchdog_interval(),
         on_config=apply,
     )
     return asyncio.run(_serve(service))
+
+
+def _warn(config: Config) -> None:
+    import structlog
+
+    from ipamguard import messages
+    from ipamguard.config import warnings
+
+    for line in warnings(config):
+        structlog.get_logger("ipamguard").warning(line, message_id=messages.CONFIG_WARNING)
 
 
 async def _serve(service: Service) -> int:

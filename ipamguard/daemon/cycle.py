@@ -7,38 +7,32 @@ period needs two observations far enough apart) and what was last alerted
 
 from __future__ import annotations
 
-import dataclasses
-
 import structlog
 
 from ipamguard import messages
 from ipamguard.config import Config
+from ipamguard.context import Context, daemon_context
 from ipamguard.daemon.cycle_api import CycleResult
 from ipamguard.daemon.linkwatch import LinkWatch
-from ipamguard.errors import IpamguardError
-from ipamguard.healing import RepairResult, Settings, judge, observe, repair
-from ipamguard.ipam.paths import ROOTFUL, network_locks
-from ipamguard.liveness import (
-    ConmonSource,
-    InFlightSource,
-    LivenessSource,
-    PodmanApiSource,
-    RuntimeStateSource,
-)
+from ipamguard.errors import Changed, IpamguardError
+from ipamguard.healing import Observation, RepairResult, judge, observe, repair
 from ipamguard.liveness.podman_api import FAILURE_PREFIX
 from ipamguard.reconcile import Finding, FindingKey, Reconciliation
+from ipamguard.stores.base import AllocationStore
+from ipamguard.stores.netavark import NetavarkStore
 
 log = structlog.get_logger("ipamguard.cycle")
-LOCK_TIMEOUT_SECONDS = 2.0
 Signature = tuple[str, bool, tuple[str, ...]]
+RECHECK_AFTER_CHANGE = 0.2  # seconds: ipam.db changed between the look and the write
 
 
-def make_cycle() -> ReconcileCycle:
-    return ReconcileCycle()
+def make_cycle(user: bool = False) -> ReconcileCycle:
+    return ReconcileCycle(user=user)
 
 
 class ReconcileCycle:
-    def __init__(self, links: LinkWatch | None = None) -> None:
+    def __init__(self, links: LinkWatch | None = None, user: bool = False) -> None:
+        self.user = user
         self.first_seen: dict[FindingKey, float] = {}
         self.alerted: dict[FindingKey, Signature] = {}
         self.refusals: dict[FindingKey, str] = {}
@@ -53,24 +47,10 @@ class ReconcileCycle:
         return result
 
     def _reconcile(self, config: Config) -> CycleResult:
-        paths = dataclasses.replace(
-            ROOTFUL,
-            db=config.paths.db,
-            network_dir=config.paths.network_dir,
-            network_locks=network_locks(config.paths.network_dir),
-            socket_url=config.podman.url,
-            backup_dir=config.paths.backup_dir,
-        )
-        settings = Settings(paths, LOCK_TIMEOUT_SECONDS, config.paths.backups_keep)
-        api: list[LivenessSource] = [
-            PodmanApiSource(config.podman.url, config.podman.timeout_seconds)
-        ]
-        runtime: list[LivenessSource] = [
-            RuntimeStateSource(paths.runtime_dirs),
-            ConmonSource(),
-            InFlightSource(),
-        ]
-        observation = observe(settings, [*api, *runtime])  # no ipam.db yet: empty
+        ctx = daemon_context(config, self.user)
+        store = NetavarkStore(ctx.paths.db, ctx.lock_timeout, ctx.paths.backup_dir,
+                              ctx.backups_keep)  # fmt: skip
+        observation = observe(ctx, store)  # no ipam.db yet: empty
         grace = config.repair.grace_seconds
         result = judge(observation, self.first_seen, grace)
         current = {f.key: f for f in result.findings}
@@ -79,8 +59,13 @@ class ReconcileCycle:
         for finding in result.findings:
             self._alert(finding)
         repaired: list[Finding] = []
+        recheck = _next_confirmation(result, grace, observation.taken_at)
         if config.repair.enabled and result.liveness_complete:
-            outcome = self._repair(settings, result, set(config.repair.kinds), api, runtime)
+            try:
+                outcome = self._repair(ctx, store, observation, result, set(config.repair.kinds))
+            except Changed as changed:  # podman wrote meanwhile: judge again, soon
+                log.debug("repair deferred", reason=str(changed))
+                outcome, recheck = RepairResult(), RECHECK_AFTER_CHANGE
             repaired = outcome.released
             for finding in repaired:
                 self.first_seen.pop(finding.key, None)
@@ -92,9 +77,7 @@ class ReconcileCycle:
             repaired=len(repaired),
             podman_ok=not any(f.startswith(FAILURE_PREFIX) for f in result.liveness_failures),
             repair_enabled=config.repair.enabled,
-            recheck_after=_next_confirmation(result, grace, observation.taken_at)
-            if config.repair.enabled
-            else None,
+            recheck_after=recheck if config.repair.enabled else None,
         )
 
     def _alert(self, finding: Finding) -> None:
@@ -123,16 +106,16 @@ class ReconcileCycle:
 
     def _repair(
         self,
-        settings: Settings,
+        ctx: Context,
+        store: AllocationStore,
+        observation: Observation,
         result: Reconciliation,
         kinds: set[str],
-        api: list[LivenessSource],
-        runtime: list[LivenessSource],
     ) -> RepairResult:
         ready = [f for f in result.findings if f.kind in kinds and f.releasable and f.confirmed]
         if not ready:
             return RepairResult()
-        outcome = repair(settings, ready, kinds, api, runtime)
+        outcome = repair(ctx, store, observation, ready, kinds, ctx.prober())
         for finding in outcome.released:
             log.warning(
                 "released " + finding.describe(),
@@ -140,6 +123,7 @@ class ReconcileCycle:
                 **_fields(finding),
                 backup=outcome.backup,
                 lock_hold_ms=round(outcome.lock_hold * 1000, 3),
+                notes="; ".join(outcome.notes) or None,
             )
         for finding, why in outcome.refused:
             if self.refusals.get(finding.key) == why:

@@ -82,6 +82,12 @@ class IpamState:
     def network(self, name: str) -> Network | None:
         return next((n for n in self.networks if n.name == name), None)
 
+    def holders(self) -> frozenset[str]:
+        """Every container ID that holds an address or an ids entry."""
+        held = {a.container_id for a in self.allocations()}
+        held.update(e.container_id for e in self.ids_entries())
+        return frozenset(held)
+
 
 def printable(raw: bytes) -> str:
     """Text if the bytes are printable ASCII/UTF-8, else ``0x`` + hex."""

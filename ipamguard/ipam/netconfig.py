@@ -9,8 +9,11 @@ import os
 DEFAULT_NETWORK = "podman"
 
 
-def podman_network_names(network_dir: str) -> set[str] | None:
-    """Names of the networks configured in ``network_dir`` (plus podman's default).
+def podman_network_names(
+    network_dir: str, default_network: str = DEFAULT_NETWORK
+) -> set[str] | None:
+    """Names of the networks configured in ``network_dir`` (plus podman's default,
+    ``default_network`` in containers.conf: it has no file unless changed).
 
     None when the directory is missing or cannot be read: then no network is
     judged orphaned (a typo in a path must never make networks look deleted).
@@ -21,7 +24,7 @@ def podman_network_names(network_dir: str) -> set[str] | None:
         entries = os.listdir(network_dir)
     except OSError:
         return None
-    names = {DEFAULT_NETWORK}
+    names = {DEFAULT_NETWORK, default_network}
     for entry in entries:
         if not entry.endswith(".json"):
             continue

@@ -1,29 +1,25 @@
-"""Where podman keeps ipam.db, its network configs and its network lock."""
+"""Everything ipamguard touches for one podman (root's, or one rootless user's).
+
+Built in one place (``podman_paths``) for the CLI and the daemon alike: from
+podman's own configuration (ipamguard.podman_config), then ipamguard's overrides
+(``--db``, ``--network-dir``, ``[paths]``...). The network locks always follow the
+network config directory in use.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ipamguard.podman_config import PodmanSetup, read_setup
+
 ROOTFUL_DB = "/run/containers/networks/ipam.db"
 ROOTFUL_NETWORK_DIR = "/etc/containers/networks"
-
-# podman 5 (containers/common >= 0.57) and podman 4 take one of these; taking
-# every one that exists, always in this order, is safe.
-ROOTFUL_NETWORK_LOCKS = (
-    "/run/lock/netavark.lock",
-    f"{ROOTFUL_NETWORK_DIR}/netavark.lock",
-)
-
 PODMAN_SOCKET_URL = "unix:///run/podman/podman.sock"
 BACKUP_DIR = "/var/lib/ipamguard/backups"
-
-
-def network_locks(network_dir: str, rootless: bool = False) -> tuple[str, ...]:
-    """podman's network lock files for this network config dir, in the fixed order."""
-    in_dir = os.path.join(network_dir, "netavark.lock")
-    return (in_dir,) if rootless else ("/run/lock/netavark.lock", in_dir)
+RUNTIMES = ("runc", "crun", "youki")
 
 
 @dataclass(frozen=True)
@@ -37,33 +33,52 @@ class PodmanPaths:
     runtime_dirs: tuple[str, ...]
     backup_dir: str
     rootless: bool = False
+    uid: int = 0
+    graphroot: str = "/var/lib/containers/storage"
+    runroot: str = "/run/containers/storage"
+    default_network: str = "podman"
+    network_backend: str | None = None
+
+    def with_network_dir(self, network_dir: str) -> PodmanPaths:
+        """These paths with another network config dir, and the locks that go with it."""
+        return dataclasses.replace(
+            self, network_dir=network_dir, network_locks=network_locks(network_dir, self.rootless)
+        )
 
 
-ROOTFUL = PodmanPaths(
-    db=ROOTFUL_DB,
-    network_dir=ROOTFUL_NETWORK_DIR,
-    network_locks=ROOTFUL_NETWORK_LOCKS,
-    socket_url=PODMAN_SOCKET_URL,
-    runtime_dirs=("/run/runc", "/run/crun", "/run/youki"),
-    backup_dir=BACKUP_DIR,
-)
+def network_locks(network_dir: str, rootless: bool = False) -> tuple[str, ...]:
+    """podman's network lock files for this network config dir, in the fixed order."""
+    in_dir = os.path.join(network_dir, "netavark.lock")
+    return (in_dir,) if rootless else ("/run/lock/netavark.lock", in_dir)
+
+
+def from_setup(setup: PodmanSetup, backup_dir: str) -> PodmanPaths:
+    return PodmanPaths(
+        db=setup.ipam_db,
+        network_dir=setup.network_dir,
+        network_locks=setup.network_locks,
+        socket_url=f"unix://{setup.runtime_dir}/podman/podman.sock",
+        runtime_dirs=tuple(os.path.join(setup.runtime_dir, r) for r in RUNTIMES),
+        backup_dir=backup_dir,
+        rootless=setup.rootless,
+        uid=setup.uid,
+        graphroot=setup.graphroot,
+        runroot=setup.runroot,
+        default_network=setup.default_network,
+        network_backend=setup.network_backend,
+    )
 
 
 def rootless_paths(uid: int, env: Mapping[str, str], home: str) -> PodmanPaths:
-    """Rootless podman's paths: runroot under $XDG_RUNTIME_DIR, configs under ~/.config."""
-    runtime = env.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}"
-    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    """One user's rootless podman, as that user's configuration says."""
     state_home = env.get("XDG_STATE_HOME") or os.path.join(home, ".local", "state")
-    network_dir = os.path.join(config_home, "containers", "networks")
-    return PodmanPaths(
-        db=os.path.join(runtime, "containers", "networks", "ipam.db"),
-        network_dir=network_dir,
-        network_locks=network_locks(network_dir, rootless=True),
-        socket_url=f"unix://{runtime}/podman/podman.sock",
-        runtime_dirs=tuple(os.path.join(runtime, r) for r in ("runc", "crun", "youki")),
-        backup_dir=os.path.join(state_home, "ipamguard", "backups"),
-        rootless=True,
-    )
+    setup = read_setup(True, uid, env, home)
+    return from_setup(setup, os.path.join(state_home, "ipamguard", "backups"))
+
+
+def rootful_paths(env: Mapping[str, str] | None = None) -> PodmanPaths:
+    """Root's podman, as /etc/containers says."""
+    return from_setup(read_setup(False, 0, env or {}, "/root"), BACKUP_DIR)
 
 
 def podman_paths(user: bool | None = None) -> PodmanPaths:
@@ -71,5 +86,5 @@ def podman_paths(user: bool | None = None) -> PodmanPaths:
     if user is None:
         user = os.geteuid() != 0
     if not user:
-        return ROOTFUL
+        return rootful_paths(os.environ)
     return rootless_paths(os.getuid(), os.environ, os.path.expanduser("~"))

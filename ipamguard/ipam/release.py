@@ -17,6 +17,7 @@ from ipamguard.ipam.model import (
     IDS_BUCKET,
     Allocation,
     IdsEntry,
+    IpamState,
     ip_from_key,
     ip_to_key,
     parse_ip_list,
@@ -66,6 +67,15 @@ def plan_release(tx: Tx, wanted: str, network: str | None = None) -> ReleasePlan
         container_id,
         tuple(a for a in allocations if a.container_id == container_id),
         tuple(e for e in entries if e.container_id == container_id),
+    )
+
+
+def plan_from_state(state: IpamState, container_id: str) -> ReleasePlan:
+    """Every allocation and ids entry of exactly ``container_id`` in ``state``."""
+    return ReleasePlan(
+        container_id,
+        tuple(a for a in state.allocations() if a.container_id == container_id),
+        tuple(e for e in state.ids_entries() if e.container_id == container_id),
     )
 
 

@@ -9,7 +9,7 @@ processes see the containers of the other storage roots, and ``buildah run``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from ipamguard.errors import SourceUnavailable
 from ipamguard.liveness.inflight import InFlightSource
@@ -35,15 +35,17 @@ __all__ = [
     "PodmanApiSource",
     "RuntimeStateSource",
     "collect",
-    "default_sources",
 ]
 
 
 def collect(
-    sources: Iterable[LivenessSource], clock: Callable[[], float] = time.time
+    sources: Iterable[LivenessSource],
+    holders: Collection[str] = (),
+    clock: Callable[[], float] = time.time,
 ) -> LivenessSnapshot:
     """Ask every source once; a source that cannot answer becomes a failure line.
 
+    ``holders``: the container IDs that hold addresses (see LivenessSource.observe).
     taken_at is the time before the first source was asked.
     """
     taken_at = clock()
@@ -51,24 +53,7 @@ def collect(
     failures: list[str] = []
     for source in sources:
         try:
-            observations += source.observe()
+            observations += source.observe(holders)
         except SourceUnavailable as e:
             failures.append(str(e) or f"{source.name}: could not answer")
     return LivenessSnapshot(taken_at, merge(observations), tuple(failures), tuple(observations))
-
-
-def default_sources(
-    url: str = DEFAULT_URL,
-    *,
-    timeout: float = 5.0,
-    runtime_dirs: tuple[str, ...] = RUNTIME_STATE_DIRS,
-    proc: str = "/proc",
-) -> list[LivenessSource]:
-    """podman's API at url, the OCI runtimes' state dirs, conmon processes, and the
-    podman/buildah processes that may be setting up what no source sees yet."""
-    return [
-        PodmanApiSource(url, timeout),
-        RuntimeStateSource(runtime_dirs, proc),
-        ConmonSource(proc),
-        InFlightSource(proc),
-    ]

@@ -8,17 +8,22 @@ name or prefix.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 RUNNING = "running"
-STOPPED = "stopped"  # runtime state / conmon: the process is gone
+STOPPED = "stopped"  # runtime state: the process is gone, the runtime's container is not
 UNKNOWN = "unknown"  # a runtime state entry whose pid could not be read
+EXITED = "exited"  # podman: stopped *and* cleaned up (podman says "stopped" before cleanup)
 
 # States whose container still holds its process and its addresses. Podman says
 # "paused" and "stopping" for such containers; runtime sources say "running".
 RUNNING_STATES = frozenset({RUNNING, "paused", "stopping"})
+
+# What a source knows of a container's network (``ContainerInfo.network``).
+NETWORK_SET_UP = "set-up"  # a network namespace is set up (podman's SandboxKey)
+NETWORK_TORN_DOWN = "torn-down"  # podman tore it down (no SandboxKey)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class ContainerInfo:
     state: str
     source: str
     name: str = ""
+    network: str | None = None  # NETWORK_SET_UP, NETWORK_TORN_DOWN, or None: not known
+    sandbox: str = ""  # the network namespace podman recorded (SandboxKey), if any
 
     @property
     def running(self) -> bool:
@@ -46,8 +53,12 @@ class LivenessSource(Protocol):
 
     name: str
 
-    def observe(self) -> list[ContainerInfo]:
-        """Every container this source knows; raises SourceUnavailable (one line)."""
+    def observe(self, holders: Collection[str] = ()) -> list[ContainerInfo]:
+        """Every container this source knows; raises SourceUnavailable (one line).
+
+        ``holders``: the IDs that hold addresses; a source may look closer at those
+        (podman's API asks whether an exited holder's network was torn down).
+        """
         ...
 
 
@@ -77,17 +88,39 @@ class LivenessSnapshot:
         info = self.containers.get(container_id)
         return info is not None and info.running
 
+    def combined(self, later: LivenessSnapshot) -> LivenessSnapshot:
+        """This snapshot and a later one as one (every observation, every failure)."""
+        observations = (*self.observations, *later.observations)
+        return LivenessSnapshot(
+            self.taken_at, merge(observations), self.failures + later.failures, observations
+        )
+
+    def seen(self, container_id: str) -> list[ContainerInfo]:
+        """Every source's observation of this container (none: no source knows it)."""
+        return self._by_id.get(container_id, [])
+
     def evidence(self, container_id: str) -> list[str]:
         """What each source said, e.g. ``["podman-api: exited", "runc: running"]``."""
-        return self._evidence.get(container_id, [])
+        return [describe(o) for o in self.seen(container_id)]
 
     @functools.cached_property
-    def _evidence(self) -> dict[str, list[str]]:
-        """Evidence lines by ID, built once (asked for every allocation: keep it O(n))."""
-        index: dict[str, list[str]] = {}
+    def _by_id(self) -> dict[str, list[ContainerInfo]]:
+        """Observations by ID, built once (asked for every allocation: keep it O(n))."""
+        index: dict[str, list[ContainerInfo]] = {}
         for o in self.observations:
-            index.setdefault(o.id, []).append(f"{o.source}: {o.state}")
+            index.setdefault(o.id, []).append(o)
         return index
+
+
+def describe(observation: ContainerInfo) -> str:
+    """``podman-api: exited, network torn down`` (one evidence line)."""
+    text = f"{observation.source}: {observation.state}"
+    if observation.network == NETWORK_SET_UP:
+        where = f" ({observation.sandbox})" if observation.sandbox else ""
+        text += f", network still set up{where}"
+    elif observation.network == NETWORK_TORN_DOWN:
+        text += ", network torn down"
+    return text
 
 
 def merge(observations: Iterable[ContainerInfo]) -> dict[str, ContainerInfo]:

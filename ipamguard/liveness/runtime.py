@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from ipamguard.errors import SourceUnavailable
@@ -61,7 +62,7 @@ class RuntimeStateSource:
         self.dirs = dirs
         self.proc = proc
 
-    def observe(self) -> list[ContainerInfo]:
+    def observe(self, holders: Collection[str] = ()) -> list[ContainerInfo]:
         out: list[ContainerInfo] = []
         for state_dir in self.dirs:
             out += self._scan(Path(state_dir))
@@ -154,7 +155,7 @@ class ConmonSource:
     def __init__(self, proc: str = "/proc") -> None:
         self.proc = proc
 
-    def observe(self) -> list[ContainerInfo]:
+    def observe(self, holders: Collection[str] = ()) -> list[ContainerInfo]:
         try:
             pids = [p for p in os.listdir(self.proc) if p.isdigit()]
         except OSError as e:

@@ -5,7 +5,7 @@ It reads nothing and releases nothing: it records when and why the service ran i
 a fixed ``CycleResult``. It stands in for the reconcile logic only; everything
 around it (service, schedule, triggers, sd_notify, logging) is the real code.
 
-In a subprocess (``python -m ipamguard daemon --cycle recording_cycle:make_cycle``
+In a subprocess (``python -m daemon_with_cycle recording_cycle:make_cycle ...``
 with this directory on PYTHONPATH) it is steered by environment variables:
 IPAMGUARD_TEST_RECORD (a JSON-lines file, one line per run), and optionally
 IPAMGUARD_TEST_CYCLE_SECONDS (how long a run takes).
@@ -88,7 +88,7 @@ class RecordingCycle:
 
 
 def make_cycle() -> RecordingCycle:
-    """The factory for ``--cycle recording_cycle:make_cycle``."""
+    """The factory that ``daemon_with_cycle recording_cycle:make_cycle`` calls."""
     return RecordingCycle(
         seconds=float(os.environ.get("IPAMGUARD_TEST_CYCLE_SECONDS", "0")),
         record_path=os.environ.get("IPAMGUARD_TEST_RECORD"),

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ def test_idle_daemon_wakes_only_for_the_watchdog(sandbox: Any, tmp_path: Path) -
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(20)
-    proc = sandbox.ipamguard_popen(
-        "daemon", "--config", str(config), "--cycle", "recording_cycle:make_cycle",
+    proc = sandbox.popen(
+        sys.executable, "-m", "daemon_with_cycle", "recording_cycle:make_cycle",
+        "--config", str(config),
         env={
             "PYTHONPATH": f"{REPO}:{HERE}",
             "NOTIFY_SOCKET": str(tmp_path / "notify"),

@@ -13,6 +13,7 @@ import asyncio
 import json
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,8 +90,9 @@ def test_the_daemon_in_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
         text = record.read_text() if record.exists() else ""
         return [json.loads(line) for line in text.splitlines()]
 
-    proc = sandbox.ipamguard_popen(
-        "daemon", "--config", str(config), "--cycle", "recording_cycle:make_cycle",
+    proc = sandbox.popen(
+        sys.executable, "-m", "daemon_with_cycle", "recording_cycle:make_cycle",
+        "--config", str(config),
         env={
             "PYTHONPATH": f"{REPO}:{HERE}",
             "NOTIFY_SOCKET": str(tmp_path / "notify"),

@@ -226,7 +226,7 @@ def test_reload_with_a_good_config() -> None:
     reloaded = [e for e in logs if e.get("message_id") == messages.CONFIG_RELOADED]
     assert reloaded[0]["changes"] == (
         "[repair] enabled: false -> true; "
-        "[podman] url: 'unix:///run/podman/podman.sock' -> 'unix:///other.sock'; "
+        "[podman] url: (podman's) -> 'unix:///other.sock'; "
         "[watch] resync_seconds: 60.0 -> 300.0"
     )
 

@@ -157,7 +157,8 @@ def test_cli_release_rules(oracle: Oracle, tmp_path: Path) -> None:
     path = ipam_file(oracle, tmp_path, 30)
     cid = container_id(5)
     digest = sha(path)
-    no_force = cli("release", "--container", cid, "--db", str(path), "--yes")
+    podman_down = ("--url", "unix:///nonexistent/podman.sock")  # and no podman command
+    no_force = cli("release", "--container", cid, "--db", str(path), "--yes", *podman_down)
     assert no_force.returncode == 2 and "--force" in no_force.stderr
     no_tty = cli("release", "--container", cid, "--db", str(path), "--force")
     assert no_tty.returncode == 2 and "--yes" in no_tty.stderr

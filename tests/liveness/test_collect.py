@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import pytest
 
+from ipamguard.context import Overrides, build_context
 from ipamguard.errors import IpamguardError, SourceUnavailable
 from ipamguard.liveness import (
     ConmonSource,
@@ -15,7 +18,6 @@ from ipamguard.liveness import (
     PodmanApiSource,
     RuntimeStateSource,
     collect,
-    default_sources,
 )
 from ipamguard.liveness.model import merge
 
@@ -31,7 +33,7 @@ class FakeSource:
     error: str | None = None
     calls: int = 0
 
-    def observe(self) -> list[ContainerInfo]:
+    def observe(self, holders: Collection[str] = ()) -> list[ContainerInfo]:
         self.calls += 1
         if self.error is not None:
             raise SourceUnavailable(self.error)
@@ -120,8 +122,9 @@ def test_source_unavailable_is_an_ipamguard_error() -> None:
     assert issubclass(SourceUnavailable, IpamguardError)
 
 
-def test_default_sources() -> None:
-    sources: list[LivenessSource] = default_sources("unix:///tmp/x.sock", timeout=2.0)
+def test_the_context_builds_every_source() -> None:
+    ctx = build_context(False, Overrides(socket_url="unix:///tmp/x.sock"), podman_timeout=2.0)
+    sources: list[LivenessSource] = ctx.sources()
     api, runtime, conmon, inflight = sources
     assert isinstance(api, PodmanApiSource)
     assert (api.url, api.timeout) == ("unix:///tmp/x.sock", 2.0)
@@ -130,3 +133,18 @@ def test_default_sources() -> None:
     assert isinstance(conmon, ConmonSource)
     assert isinstance(inflight, InFlightSource)
     assert [s.name for s in sources] == ["podman-api", "runtime-state", "conmon", "in-flight"]
+
+
+def test_the_cli_asks_the_podman_command_without_a_socket() -> None:
+    from ipamguard.liveness.podman_cli import PodmanCommandSource
+
+    ctx = build_context(False, Overrides(), podman_command=True)
+    missing = dataclasses.replace(ctx.paths, socket_url="unix:///nonexistent/podman.sock")
+    (api,) = dataclasses.replace(ctx, paths=missing).api_sources()
+    assert isinstance(api, PodmanCommandSource)
+
+
+def test_a_url_named_explicitly_is_the_one_asked() -> None:
+    named = Overrides(socket_url="unix:///nonexistent/podman.sock")
+    (api,) = build_context(False, named, podman_command=True).api_sources()
+    assert isinstance(api, PodmanApiSource)

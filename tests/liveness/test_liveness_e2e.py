@@ -1,7 +1,7 @@
 """The liveness sources against a real, sandboxed rootful podman (runc, conmon, buildah).
 
 The sources run *inside* the sandbox (its /run, /proc and pid namespace are
-private): ``python -c PROBE`` prints what ``collect(default_sources())`` saw.
+private): ``python -c PROBE`` prints what every source of the default context saw.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ ALL_SOURCES = ["podman-api: running", "runc: running", "conmon: running"]
 
 PROBE = """
 import json
-from ipamguard.liveness import collect, default_sources
+from ipamguard.context import Overrides, build_context
+from ipamguard.liveness import collect
 
-snap = collect(default_sources(timeout=3.0))
+snap = collect(build_context(False, Overrides(), podman_timeout=3.0).sources())
 print(json.dumps({
     "complete": snap.complete,
     "failures": list(snap.failures),
@@ -39,7 +40,7 @@ print(json.dumps({
 
 
 def probe(sandbox: Sandbox) -> dict[str, Any]:
-    """collect(default_sources()) inside the sandbox, as JSON."""
+    """collect(every source of the default context) inside the sandbox, as JSON."""
     res = sandbox.run(sys.executable, "-c", PROBE, env={"PYTHONPATH": str(REPO_ROOT)})
     result: dict[str, Any] = json.loads(res.stdout)
     return result

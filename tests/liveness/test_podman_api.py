@@ -19,6 +19,7 @@ import pytest
 
 from ipamguard.errors import SourceUnavailable
 from ipamguard.liveness import ContainerInfo, PodmanApiSource, collect
+from ipamguard.liveness.model import NETWORK_SET_UP, NETWORK_TORN_DOWN
 
 A = "a" * 64
 B = "b" * 64
@@ -139,6 +140,50 @@ def test_lists_all_and_external_containers(serve: Callable[[Handler], UnixServer
     path, _, query = target.partition("?")
     assert path.endswith("/libpod/containers/json")
     assert sorted(query.split("&")) == ["all=True", "external=True"]
+
+
+def inspected(sandbox_key: str | None, gone: bool = False) -> Handler:
+    """The list, then for B (exited) its inspect document (or 404: removed meanwhile)."""
+
+    def handle(server: UnixServer, conn: socket.socket) -> None:
+        request = server.read_request(conn)
+        target = request.split(b" ")[1].decode()
+        if "/containers/json" in target:
+            conn.sendall(http_response("200 OK", json.dumps(PODMAN_LIST).encode()))
+        elif gone:
+            body = json.dumps({"message": "no such container", "response": 404}).encode()
+            conn.sendall(http_response("404 Not Found", body))
+        else:
+            settings = {} if sandbox_key is None else {"SandboxKey": sandbox_key}
+            doc = {"Id": B, "State": {"Status": "exited"}, "NetworkSettings": settings}
+            conn.sendall(http_response("200 OK", json.dumps(doc).encode()))
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("key", "network"),
+    [("", NETWORK_TORN_DOWN), ("/run/netns/netns-1", NETWORK_SET_UP), (None, None)],
+)
+def test_an_exited_holder_is_inspected_for_its_network(
+    serve: Callable[[Handler], UnixServer], key: str | None, network: str | None
+) -> None:
+    """SandboxKey set: cleanup never ran (the network is still set up); empty: torn down;
+    missing: unknown. Only exited containers that hold addresses are inspected."""
+    server = serve(inspected(key))
+    seen = {i.id: i for i in PodmanApiSource(server.url).observe(holders={A, B})}
+    assert seen[B].network == network and seen[B].sandbox == (key or "")
+    assert seen[A].network is None  # running: not inspected
+    targets = [r.split(b" ")[1].decode() for r in server.requests]
+    assert len(targets) == 2 and targets[1].endswith(f"/containers/{B}/json")
+
+
+def test_an_exited_holder_removed_meanwhile_is_gone(
+    serve: Callable[[Handler], UnixServer],
+) -> None:
+    server = serve(inspected("", gone=True))
+    seen = [i.id for i in PodmanApiSource(server.url).observe(holders={B})]
+    assert seen == [A, C]
 
 
 def test_a_500_race_with_a_removal_is_asked_again(serve: Callable[[Handler], UnixServer]) -> None:

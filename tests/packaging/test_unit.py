@@ -14,7 +14,9 @@ import pytest
 from pkgtools import UNIT, require_tools, run, unit_for
 
 MAX_EXPOSURE = 2.0  # issue 6; systemd's own networkd scores 2.8, timesyncd 2.3
-GOAL_EXPOSURE = 1.5
+# 1.2 before the network probes; they cost 0.5 (AF_PACKET 0.2, no PrivateUsers= 0.2,
+# CAP_NET_RAW bounding + ambient 0.1): anything above that is hardening lost
+GOAL_EXPOSURE = 1.75
 
 
 def settings(text: str, section: str = "Service") -> dict[str, list[str]]:
@@ -100,20 +102,29 @@ def test_the_sandbox_leaves_what_the_daemon_needs() -> None:
     assert "ProcSubset" not in service
     # the doctor reads the host's links: no private network namespace
     assert service.get("PrivateNetwork", ["no"]) == ["no"]
-    assert service["CapabilityBoundingSet"] == [""]
-    assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
+    # the network probes: raw AF_PACKET frames on podman's bridges, and nothing more
+    assert service["CapabilityBoundingSet"] == ["CAP_NET_RAW"]
+    assert service["AmbientCapabilities"] == ["CAP_NET_RAW"]
+    assert service["RestrictAddressFamilies"] == ["AF_UNIX AF_PACKET"]
+    # a capability of a private user namespace is no capability in the host's netns
+    assert service.get("PrivateUsers", ["no"]) == ["no"]
 
 
-@pytest.mark.parametrize("family", ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"])
-def test_the_code_opens_only_unix_sockets(family: str) -> None:
-    """RestrictAddressFamilies=AF_UNIX: any other socket the daemon opens fails at run
-    time (EAFNOSUPPORT). ethtool's ioctl works on an AF_UNIX socket too.
-    Only [podman] url = "tcp://..." leaves AF_UNIX, through a documented drop-in."""
+@pytest.mark.parametrize(
+    ("family", "allowed"),
+    [("AF_INET", []), ("AF_INET6", []), ("AF_NETLINK", []),
+     ("AF_PACKET", ["ipamguard/liveness/probe.py"])],
+)  # fmt: skip
+def test_the_code_opens_only_the_sockets_the_unit_allows(family: str, allowed: list[str]) -> None:
+    """RestrictAddressFamilies=AF_UNIX AF_PACKET: any other socket the daemon opens
+    fails at run time (EAFNOSUPPORT); AF_PACKET only for the probes. ethtool's ioctl
+    works on an AF_UNIX socket too. Only [podman] url = "tcp://..." leaves AF_UNIX,
+    through a documented drop-in."""
     package = UNIT.parents[1] / "ipamguard"
-    pattern = re.compile(rf"socket\.socket\(\s*socket\.{family}\b")
+    pattern = re.compile(rf"socket\.socket\(\s*(socket\.)?{family}\b")
     offenders = [
         str(path.relative_to(package.parent))
         for path in package.rglob("*.py")
         if pattern.search(path.read_text())
     ]
-    assert offenders == []
+    assert offenders == allowed
