@@ -363,32 +363,39 @@ def test_stale_allocation_of_an_exited_container(sandbox: Sandbox, oracle: Oracl
 # --------------------------------------------------------------------------- 3. API down
 
 
-def test_podman_api_down_check_fails_and_repair_writes_nothing(
+def test_podman_unreachable_check_fails_and_repair_writes_nothing(
     sandbox: Sandbox, oracle: Oracle
 ) -> None:
+    """Without the API socket the CLI asks the podman command (and says so); a URL
+    named explicitly is the only one asked: nobody listening there means blind."""
     sandbox.network_create(NET_A, SUBNET_A)
     run(sandbox, "healthy", "--network", NET_A)
     leak = sandbox.stage_leak("victim", NET_A, "172.19.10.11")
     sandbox.start_podman_service()
     ig(sandbox, "check", rc=1)  # it can see while the API answers
     sandbox.stop_podman_service()
+    res = ig(sandbox, "check", rc=1)  # no socket: the podman command answers
+    assert "asked the podman command" in res.stderr, show(res)
+    doc = as_json(ig(sandbox, "check", "--json", rc=1))
+    assert doc["liveness"]["complete"] is True and "podman command" in doc["liveness"]["podman"]
     digest = sha(sandbox)
 
-    for args in ((), ("--json",), ("--url", "unix:///run/podman/nobody.sock")):
+    dead = ("--url", "unix:///run/podman/nobody.sock")
+    for args in (dead, ("--json", *dead)):
         res = ig(sandbox, "check", *args, rc=2)
         assert "podman" in res.stderr.lower(), show(res)
     # --json still says what it saw, and that it was blind: nothing is releasable
-    doc = as_json(ig(sandbox, "check", "--json", rc=2))
+    doc = as_json(ig(sandbox, "check", "--json", *dead, rc=2))
     assert doc["liveness"]["complete"] is False, doc
     assert any("podman" in f.lower() for f in doc["liveness"]["failures"]), doc
     assert [(f["kind"], f["ip"], f["container_id"]) for f in doc["findings"]] == [
         ("leaked", "172.19.10.11", leak)
     ], doc
     assert not any(f["releasable"] or f["confirmed"] for f in doc["findings"]), doc
-    res = ig(sandbox, "repair", "--yes", "--grace", "0", rc=2)
+    res = ig(sandbox, "repair", "--yes", "--grace", "0", *dead, rc=2)
     assert "podman" in res.stderr.lower(), show(res)
-    ig(sandbox, "repair", "--yes", "--grace", "0", "--json", "--backup-dir", BACKUPS, rc=2)
-    ig(sandbox, "repair", "--yes", "--grace", "0", "--kind", "leaked,stale,dangling", rc=2)
+    ig(sandbox, "repair", "--yes", "--grace", "0", "--json", "--backup-dir", BACKUPS, *dead, rc=2)
+    ig(sandbox, "repair", "--yes", "--grace", "0", "--kind", "leaked,stale,dangling", *dead, rc=2)
     assert sha(sandbox) == digest
     assert not sandbox.host_path(BACKUPS).exists() or not list(sandbox.host_path(BACKUPS).iterdir())
     assert_oracle_clean(oracle, sandbox)

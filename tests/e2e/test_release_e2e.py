@@ -153,19 +153,18 @@ def test_release_refuses_live_or_unknown_and_releases_dead(
     assert (NET, "172.19.10.11") not in allocations(oracle, sandbox)
     assert_oracle_clean(oracle, sandbox)
 
-    # podman's API down: liveness unknown -> refused, for the dead one and the live one
+    # no API socket: the podman command is asked instead, and the live one is refused
     sandbox.stop_podman_service()
     sha = db_sha(sandbox)
-    for cid in (blind, live):
-        res = ig(sandbox, "release", "--container", cid[:12], "--yes", rc=2)
-        assert re.search(r"alive|running|\blive\b|podman|determin|unknown", res.stderr, re.I), show(
-            res
-        )
-        assert db_sha(sandbox) == sha
-    # an explicit --url nobody listens on: the same
-    res = ig(sandbox, "release", "--container", blind[:12], "--yes",
-             "--url", "unix:///run/podman/nobody.sock", rc=2)  # fmt: skip
+    res = ig(sandbox, "release", "--container", live[:12], "--yes", rc=2)
+    assert re.search(r"\blive\b", res.stderr), show(res)
     assert db_sha(sandbox) == sha
+    # an explicit --url nobody listens on: liveness unknown -> refused, dead or live
+    for cid in (blind, live):
+        res = ig(sandbox, "release", "--container", cid[:12], "--yes",
+                 "--url", "unix:///run/podman/nobody.sock", rc=2)  # fmt: skip
+        assert re.search(r"\blive\b|unknown", res.stderr), show(res)
+        assert db_sha(sandbox) == sha
     # --force does not ask
     ig(sandbox, "release", "--container", blind[:12], "--force", "--yes", rc=0)
     assert allocations(oracle, sandbox) == {(NET, "172.19.10.20"): live}
