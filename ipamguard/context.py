@@ -27,6 +27,7 @@ from ipamguard.liveness.inflight import DefaultRoot
 if TYPE_CHECKING:
     from ipamguard.fenced import Prober
     from ipamguard.liveness.probe import ProbeResult
+    from ipamguard.stores.base import AllocationStore
 
 MAX_TIMEOUT = 3600.0  # any timeout above this is a typo, not a wish
 DAEMON_LOCK_TIMEOUT = 2.0
@@ -80,6 +81,16 @@ class Context:
 
     def sources(self) -> list[LivenessSource]:
         return [*self.api_sources(), *self.local_sources()]
+
+    def stores(self) -> list[AllocationStore]:
+        """The allocation stores of this podman (ipam.db; see ipamguard.stores)."""
+        from ipamguard.stores.netavark import NetavarkStore
+
+        return [
+            NetavarkStore(
+                self.paths.db, self.lock_timeout, self.paths.backup_dir, self.backups_keep
+            )
+        ]
 
     def prober(self) -> Prober | None:
         """Probes addresses on their network's bridge; None where that cannot work.

@@ -31,6 +31,7 @@ VERDICT_OF = {LEAKED: ABSENT, STALE: TORN_DOWN}
 
 @dataclass
 class Observation:
+    store: str  # the store's kind ("netavark", "cni")
     state: IpamState
     fence: object  # the store's fence at the read
     liveness: LivenessSnapshot
@@ -44,7 +45,7 @@ def observe(ctx: Context, store: AllocationStore) -> Observation:
     holders = snapshot.state.holders()
     liveness = collect(ctx.sources(), holders)
     networks = podman_network_names(ctx.paths.network_dir, ctx.paths.default_network)
-    return Observation(snapshot.state, snapshot.fence, liveness, networks, time.time())
+    return Observation(store.kind, snapshot.state, snapshot.fence, liveness, networks, time.time())
 
 
 def judge(
@@ -57,6 +58,7 @@ def judge(
         observation.taken_at,
         first_seen,
         grace,
+        observation.store,
     )
 
 

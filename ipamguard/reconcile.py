@@ -26,6 +26,8 @@ from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE
 from ipamguard.liveness.model import LivenessSnapshot
 from ipamguard.liveness.verdict import LIVE, TORN_DOWN, UNKNOWN, container_verdict
 
+FindingKey = tuple[str, str, str, str | None, str | None, str | None]
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -38,10 +40,11 @@ class Finding:
     evidence: tuple[str, ...]
     releasable: bool  # may be released once confirmed
     confirmed: bool = False
+    store: str = "netavark"  # the allocation store it was found in (ipamguard.stores)
 
     @property
-    def key(self) -> tuple[str, str, str | None, str | None, str | None]:
-        return (self.kind, self.network, self.subnet, self.ip, self.container_id)
+    def key(self) -> FindingKey:
+        return (self.store, self.kind, self.network, self.subnet, self.ip, self.container_id)
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (``dataclasses.asdict`` deep-copies: 10x slower here)."""
@@ -55,6 +58,7 @@ class Finding:
             "evidence": list(self.evidence),
             "releasable": self.releasable,
             "confirmed": self.confirmed,
+            "store": self.store,
         }
 
     def describe(self) -> str:
@@ -73,9 +77,6 @@ class Reconciliation:
     liveness_failures: tuple[str, ...] = ()
 
 
-FindingKey = tuple[str, str, str | None, str | None, str | None]
-
-
 def reconcile(
     state: IpamState,
     liveness: LivenessSnapshot,
@@ -83,8 +84,10 @@ def reconcile(
     now: float,
     first_seen: Mapping[FindingKey, float],
     grace: float,
+    store: str = "netavark",
 ) -> Reconciliation:
-    """Findings for ``state`` (read first) judged by ``liveness`` (asked after)."""
+    """Findings for ``state`` (read first from ``store``) judged by ``liveness``
+    (asked after)."""
     known_networks = None if network_names is None else set(network_names)
     result = Reconciliation(
         networks=len(state.networks),
@@ -104,16 +107,16 @@ def reconcile(
         for m in state.malformed
     )
     for finding in raw:
-        seen = first_seen.get(finding.key, now)
+        seen = first_seen.get(_with(finding, first_seen=now, confirmed=False, store=store).key, now)
         confirmed = finding.releasable and now - seen >= grace
-        result.findings.append(_with(finding, first_seen=seen, confirmed=confirmed))
+        result.findings.append(_with(finding, first_seen=seen, confirmed=confirmed, store=store))
     return result
 
 
-def _with(finding: Finding, *, first_seen: float, confirmed: bool) -> Finding:
+def _with(finding: Finding, *, first_seen: float, confirmed: bool, store: str) -> Finding:
     return Finding(
         finding.kind, finding.network, finding.subnet, finding.ip, finding.container_id,
-        first_seen, finding.evidence, finding.releasable, confirmed,
+        first_seen, finding.evidence, finding.releasable, confirmed, store,
     )  # fmt: skip
 
 

@@ -99,13 +99,21 @@ class _Leaf:
 
 
 def select_meta(data: bytes) -> Meta:
-    """The valid meta with the highest txid (bbolt's db.meta())."""
+    """The meta in use, picked as bbolt's Open and db.meta() pick it.
+
+    The page size is meta page 0's if it validates (magic, version, checksum); if it does
+    not (a torn write), meta page 1 is looked for at every page size. Of the metas that
+    validate, the highest txid wins. A meta that validates yet gives a bad page size, or
+    another one than meta page 0, is damage rather than a torn write: refused (bbolt would
+    read the file with the wrong page size, or take the other meta's older state).
+    """
     if len(data) < 2 * MIN_PAGE_SIZE:
         raise InvalidDatabase(f"file too small to be a bbolt database ({len(data)} bytes)")
     first = decode_meta(data, 0)
     candidates: list[Meta] = []
     reasons: list[str] = []
     if isinstance(first, Meta):
+        _check_page_size(first, 0, None)
         candidates.append(first)
         sizes = [first.page_size]
     else:
@@ -114,14 +122,26 @@ def select_meta(data: bytes) -> Meta:
     second: Meta | str = "missing"
     for size in sizes:
         second = decode_meta(data, size)
-        if isinstance(second, Meta) and second.page_size == size:
+        if isinstance(second, Meta):
+            _check_page_size(second, 1, size)
             candidates.append(second)
             break
     else:
-        reasons.append("meta page 1: " + (second if isinstance(second, str) else "bad page size"))
+        reasons.append(f"meta page 1: {second}")
     if not candidates:
         raise InvalidDatabase("not a valid bbolt database: " + "; ".join(reasons))
     return max(candidates, key=lambda meta: meta.txid)
+
+
+def _check_page_size(meta: Meta, index: int, found_at: int | None) -> None:
+    size = meta.page_size
+    if not (MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE) or size & (size - 1):
+        raise InvalidDatabase(f"meta page {index}: bad page size {size} (its checksum is valid)")
+    if found_at is not None and size != found_at:
+        raise InvalidDatabase(
+            f"meta page {index}: page size {size}, but it lies at byte {found_at} "
+            f"(a page size of {found_at})"
+        )
 
 
 def _page_sizes() -> list[int]:
@@ -142,7 +162,7 @@ class _Checker:
         self.meta = meta
         self.page_size = meta.page_size
         self.hwm = meta.high_water_mark
-        self.owner = bytearray(max(self.hwm, 2))
+        self.owner = bytearray()  # per page: who claims it (allocated once hwm is checked)
         self.info: dict[int, PageInfo] = {}
         self.heads: dict[int, int] = {}
         self.pages: dict[int, Page] = {}
@@ -159,6 +179,7 @@ class _Checker:
                 f"file truncated: the meta (txid {meta.txid}) needs {hwm} pages of "
                 f"{self.page_size} bytes, the file holds {file_pages}"
             )
+        self.owner = bytearray(hwm)
         self.owner[0] = self.owner[1] = _META
         synced = meta.freelist != NO_FREELIST
         if synced:

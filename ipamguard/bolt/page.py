@@ -89,7 +89,9 @@ class Meta:
 
 
 def decode_meta(buf: bytes, offset: int) -> Meta | str:
-    """The meta at page ``offset``, or a string saying why it is not valid."""
+    """The meta at page ``offset`` if it validates as bbolt's meta.validate() has it (magic,
+    version, checksum), else a string saying why not. Its page size is not checked here:
+    ``check.select_meta`` knows where the meta was found."""
     if offset + PAGE_HEADER_SIZE + META_SIZE > len(buf):
         return "truncated"
     fields = _META.unpack_from(buf, offset + PAGE_HEADER_SIZE)
@@ -101,8 +103,6 @@ def decode_meta(buf: bytes, offset: int) -> Meta | str:
     body = bytes(buf[offset + PAGE_HEADER_SIZE : offset + PAGE_HEADER_SIZE + 56])
     if checksum != 0 and checksum != fnv64a(body):
         return "checksum mismatch"
-    if not (MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE) or page_size & (page_size - 1):
-        return f"bad page size {page_size}"
     return Meta(page_size, flags, root, seq, freelist, hwm, txid, magic, version, checksum)
 
 

@@ -18,7 +18,9 @@ from ipamguard.bolt.check import Path, Snapshot, decode_inline_page
 from ipamguard.bolt.freelist import Freelist
 from ipamguard.bolt.page import NO_FREELIST, Page, decode_header, encode_freelist, freelist_size
 from ipamguard.bolt.search import search_snapshot
-from ipamguard.errors import TxClosed, TxNotWritable
+from ipamguard.errors import InvalidDatabase, TxClosed, TxNotWritable
+
+MAX_TXID = (1 << 64) - 1
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Tx:
         self.freelist = Freelist(snapshot.free) if writable else None
         self.dirty: dict[int, bytes | bytearray] = {}
         if writable:
+            if self.meta.txid >= MAX_TXID:  # bbolt's uint64 would wrap to 0
+                raise InvalidDatabase(f"meta: txid {self.meta.txid} cannot be followed by another")
             self.meta.txid += 1
         self.root = Bucket(self, self.meta.root, self.meta.sequence)
 

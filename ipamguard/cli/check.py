@@ -43,41 +43,54 @@ def run(args: argparse.Namespace) -> int:
         finding_to_text,
         liveness_used,
         print_json,
-        store_of,
     )
     from ipamguard.healing import judge, observe
 
     ctx = context_from(args)
-    observation = observe(ctx, store_of(ctx))
-    result = judge(observation, {}, grace=0.0)
+    results = []
+    for store in ctx.stores():
+        observation = observe(ctx, store)
+        results.append((store, observation, judge(observation, {}, grace=0.0)))
+    findings = [f for _, _, r in results for f in r.findings]
+    failures = list(dict.fromkeys(f for _, _, r in results for f in r.liveness_failures))
+    networks = sum(r.networks for _, _, r in results)
+    allocations = sum(r.allocations for _, _, r in results)
     if args.json:
         print_json(
             {
                 "db": ctx.paths.db,
-                "txid": observation.state.txid,
-                "networks": result.networks,
-                "allocations": result.allocations,
+                "txid": results[0][1].state.txid,
+                "stores": [
+                    {
+                        "kind": s.kind,
+                        "location": s.location,
+                        "networks": r.networks,
+                        "allocations": r.allocations,
+                    }
+                    for s, _, r in results
+                ],
+                "networks": networks,
+                "allocations": allocations,
                 "liveness": {
-                    "complete": result.liveness_complete,
-                    "failures": list(result.liveness_failures),
+                    "complete": not failures,
+                    "failures": failures,
                     "podman": liveness_used(ctx),
                 },
-                "findings": [finding_to_json(f) for f in result.findings],
+                "findings": [finding_to_json(f) for f in findings],
             }
         )
     else:
-        for finding in result.findings:
+        for finding in findings:
             print(finding_to_text(finding))
         print(
-            f"{result.networks} network(s), {result.allocations} allocation(s), "
-            f"{len(result.findings)} finding(s); asked {liveness_used(ctx)}",
+            f"{networks} network(s), {allocations} allocation(s), "
+            f"{len(findings)} finding(s); asked {liveness_used(ctx)}",
             file=sys.stderr,
         )
-    if not result.liveness_complete:
+    if failures:
         print(
-            "ipamguard: error: could not ask every liveness source: "
-            + "; ".join(result.liveness_failures),
+            "ipamguard: error: could not ask every liveness source: " + "; ".join(failures),
             file=sys.stderr,
         )
         return EXIT_ERROR
-    return EXIT_NOTHING if result.findings else EXIT_OK
+    return EXIT_NOTHING if findings else EXIT_OK

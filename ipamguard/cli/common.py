@@ -12,7 +12,6 @@ from ipamguard.ipam.paths import ROOTFUL_DB
 
 if TYPE_CHECKING:
     from ipamguard.context import Context
-    from ipamguard.stores.netavark import NetavarkStore
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +55,6 @@ def _bounded(value: float, option: str) -> float:
     if not 0 < value <= MAX_TIMEOUT:
         raise UsageError(f"{option}: expected seconds between 0 and {MAX_TIMEOUT:g}, got {value:g}")
     return value
-
-
-def store_of(ctx: Context) -> NetavarkStore:
-    from ipamguard.stores.netavark import NetavarkStore
-
-    return NetavarkStore(ctx.paths.db, ctx.lock_timeout, ctx.paths.backup_dir, ctx.backups_keep)
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

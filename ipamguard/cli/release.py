@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import context_from, store_of
+    from ipamguard.cli.common import context_from
     from ipamguard.errors import Changed
     from ipamguard.ipam.release import ReleasePlan
     from ipamguard.manual import release_container
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json and not args.yes and not args.dry_run:
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
     ctx = context_from(args)
-    store = store_of(ctx)
+    store = _holding_store(ctx, args)
     attempts = 3 if args.yes else 1  # a changed file after a prompt: ask the operator again
     for attempt in range(attempts):
         try:
@@ -111,6 +111,20 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_NOTHING if plan.is_empty() else EXIT_OK
+
+
+def _holding_store(ctx: Any, args: argparse.Namespace) -> Any:
+    """The first allocation store that has the container (NotFound from the last)."""
+    from ipamguard.errors import NotFound
+
+    stores = ctx.stores()
+    for store in stores[:-1]:
+        try:
+            store.find(args.container, args.network)
+        except NotFound:
+            continue
+        return store
+    return stores[-1]
 
 
 def _print_plan(plan: Any, verb: str, stream: Any) -> None:

@@ -72,8 +72,7 @@ FENCE_ATTEMPTS = 3  # ipam.db changed between the look and the write: look again
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import context_from, print_json, store_of
-    from ipamguard.errors import Changed
+    from ipamguard.cli.common import context_from, print_json
 
     kinds = parse_kinds(args.kind)
     if args.json and not (args.yes or args.dry_run):
@@ -81,21 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.grace <= 3600:
         raise UsageError(f"--grace: expected seconds between 0 and 3600, got {args.grace:g}")
     ctx = context_from(args)
-    store = store_of(ctx)
-    first_seen: dict[Any, float] = {}
-    for attempt in range(FENCE_ATTEMPTS):
-        findings, observation = _look(ctx, store, args, first_seen, wait=attempt == 0)
-        _ask(findings, kinds, args)
-        try:
-            from ipamguard.healing import repair
-
-            prober = ctx.prober()
-            result = repair(ctx, store, observation, findings, kinds, prober, args.dry_run)
-            break
-        except Changed as changed:
-            if attempt == FENCE_ATTEMPTS - 1:
-                raise
-            print(f"{changed}; looking again", file=sys.stderr)
+    results = [_repair_store(ctx, store, kinds, args) for store in ctx.stores()]
+    result = _merged(results)
+    findings = [f for _, found in results for f in found]
     done = [] if args.dry_run else result.released
     remaining = [f for f in findings if f not in done]
     if args.json:
@@ -103,6 +90,41 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_text(args, result, remaining)
     return EXIT_NOTHING if remaining else EXIT_OK
+
+
+def _repair_store(
+    ctx: Any, store: Any, kinds: set[str], args: argparse.Namespace
+) -> tuple[Any, list[Any]]:
+    """(RepairResult, the findings judged) for one allocation store."""
+    from ipamguard.errors import Changed
+    from ipamguard.healing import repair
+
+    first_seen: dict[Any, float] = {}
+    for attempt in range(FENCE_ATTEMPTS):
+        findings, observation = _look(ctx, store, args, first_seen, wait=attempt == 0)
+        _ask(findings, kinds, args)
+        try:
+            prober = ctx.prober()
+            return repair(ctx, store, observation, findings, kinds, prober, args.dry_run), findings
+        except Changed as changed:
+            if attempt == FENCE_ATTEMPTS - 1:
+                raise
+            print(f"{changed}; looking again", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def _merged(results: list[tuple[Any, list[Any]]]) -> Any:
+    from ipamguard.healing import RepairResult
+
+    merged = RepairResult()
+    for result, _ in results:
+        merged.released += result.released
+        merged.refused += result.refused
+        merged.notes += result.notes
+        merged.backup = result.backup or merged.backup
+        merged.lock_hold = max(merged.lock_hold, result.lock_hold)
+        merged.txid = result.txid if result.txid is not None else merged.txid
+    return merged
 
 
 def _look(

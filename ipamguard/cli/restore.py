@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamguard.cli.common import confirm, context_from, print_json, store_of
+    from ipamguard.cli.common import confirm, context_from, print_json
     from ipamguard.ipam.report import allocation_to_json
     from ipamguard.restore import RestorePlan, restore
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         confirm(f"Rewrite {ctx.paths.db} with the content of {args.backup}?", assume_yes=False)
 
     plan = restore(
-        ctx, store_of(ctx), args.backup, force=args.force, dry_run=args.dry_run,
+        ctx, ctx.stores()[0], args.backup, force=args.force, dry_run=args.dry_run,
         confirm=None if args.yes else ask, prober=ctx.prober(),
     )  # fmt: skip
     if args.json:

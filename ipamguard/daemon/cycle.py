@@ -19,7 +19,6 @@ from ipamguard.healing import Observation, RepairResult, judge, observe, repair
 from ipamguard.liveness.podman_api import FAILURE_PREFIX
 from ipamguard.reconcile import Finding, FindingKey, Reconciliation
 from ipamguard.stores.base import AllocationStore
-from ipamguard.stores.netavark import NetavarkStore
 
 log = structlog.get_logger("ipamguard.cycle")
 Signature = tuple[str, bool, tuple[str, ...]]
@@ -48,37 +47,47 @@ class ReconcileCycle:
 
     def _reconcile(self, config: Config) -> CycleResult:
         ctx = daemon_context(config, self.user)
-        store = NetavarkStore(ctx.paths.db, ctx.lock_timeout, ctx.paths.backup_dir,
-                              ctx.backups_keep)  # fmt: skip
-        observation = observe(ctx, store)  # no ipam.db yet: empty
         grace = config.repair.grace_seconds
-        result = judge(observation, self.first_seen, grace)
-        current = {f.key: f for f in result.findings}
+        judged = [self._judge(ctx, store, grace) for store in ctx.stores()]
+        findings = [f for _, _, result in judged for f in result.findings]
+        current = {f.key: f for f in findings}
         self.first_seen = {key: f.first_seen for key, f in current.items()}
         self._forget(set(current))
-        for finding in result.findings:
+        for finding in findings:
             self._alert(finding)
         repaired: list[Finding] = []
-        recheck = _next_confirmation(result, grace, observation.taken_at)
-        if config.repair.enabled and result.liveness_complete:
-            try:
-                outcome = self._repair(ctx, store, observation, result, set(config.repair.kinds))
-            except Changed as changed:  # podman wrote meanwhile: judge again, soon
-                log.debug("repair deferred", reason=str(changed))
-                outcome, recheck = RepairResult(), RECHECK_AFTER_CHANGE
-            repaired = outcome.released
+        waits = [_next_confirmation(r, grace, o.taken_at) for _, o, r in judged]
+        recheck = min((w for w in waits if w is not None), default=None)
+        complete = all(r.liveness_complete for _, _, r in judged)
+        if config.repair.enabled and complete:
+            for store, observation, result in judged:
+                try:
+                    outcome = self._repair(
+                        ctx, store, observation, result, set(config.repair.kinds)
+                    )
+                except Changed as changed:  # podman wrote meanwhile: judge again, soon
+                    log.debug("repair deferred", reason=str(changed))
+                    outcome, recheck = RepairResult(), RECHECK_AFTER_CHANGE
+                repaired += outcome.released
             for finding in repaired:
                 self.first_seen.pop(finding.key, None)
                 self.alerted.pop(finding.key, None)
+        failures = [f for _, _, r in judged for f in r.liveness_failures]
         return CycleResult(
-            networks=result.networks,
-            allocations=result.allocations - sum(1 for f in repaired if f.ip),
-            open_findings=len(result.findings) - len(repaired),
+            networks=sum(r.networks for _, _, r in judged),
+            allocations=sum(r.allocations for _, _, r in judged) - sum(1 for f in repaired if f.ip),
+            open_findings=len(findings) - len(repaired),
             repaired=len(repaired),
-            podman_ok=not any(f.startswith(FAILURE_PREFIX) for f in result.liveness_failures),
+            podman_ok=not any(f.startswith(FAILURE_PREFIX) for f in failures),
             repair_enabled=config.repair.enabled,
             recheck_after=recheck if config.repair.enabled else None,
         )
+
+    def _judge(
+        self, ctx: Context, store: AllocationStore, grace: float
+    ) -> tuple[AllocationStore, Observation, Reconciliation]:
+        observation = observe(ctx, store)  # a store that does not exist yet: empty
+        return store, observation, judge(observation, self.first_seen, grace)
 
     def _alert(self, finding: Finding) -> None:
         signature = (finding.kind, finding.releasable, finding.evidence)
@@ -95,13 +104,14 @@ class ReconcileCycle:
 
     def _forget(self, keys: set[FindingKey]) -> None:
         for key in [k for k in self.alerted if k not in keys]:
-            kind, network, subnet, ip, container_id = key
+            store, kind, network, subnet, ip, container_id = key
             del self.alerted[key]
             self.refusals.pop(key, None)
             log.info(
                 f"{kind} finding gone: {' '.join(x for x in (network, subnet, ip) if x)}",
                 message_id=messages.FINDING_RESOLVED,
                 finding=kind, network=network, subnet=subnet, ip=ip, container_id=container_id,
+                store=store,
             )  # fmt: skip
 
     def _repair(
@@ -140,6 +150,7 @@ class ReconcileCycle:
 
 def _fields(finding: Finding) -> dict[str, str | None]:
     return {
+        "store": finding.store,
         "finding": finding.kind,
         "network": finding.network,
         "subnet": finding.subnet,
