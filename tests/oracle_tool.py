@@ -205,3 +205,62 @@ class Oracle:
         proc = self.run("ipam-release", path, cid)
         held = [line for line in proc.stderr.splitlines() if line.startswith("held_us=")]
         return int(proc.stdout.strip()), int(held[-1].split("=", 1)[1]) if held else -1
+
+
+class OracleServer:
+    """The oracle's ``serve`` command: many checks and dumps in one Go process.
+
+    Each answer is a dict: ``{"errors": [...], "dump": {...} | None}``, or ``{"fail": MSG}``
+    where the one-shot command would exit 2. If the process dies (a crash in bbolt that
+    the oracle's own structural check did not foresee), the answer is
+    ``{"fail": "oracle crashed: ..."}`` and the next request starts a new process.
+    """
+
+    def __init__(self, binary: Path) -> None:
+        self.binary = binary
+        self.proc: subprocess.Popen[str] | None = None
+        self.last_stderr = ""  # of the last process that ended
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        return self.proc
+
+    def ask(self, request: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """``request`` is check, dump or checkdump (a dump only if the check passes)."""
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(f"{request} {os.fspath(path)}\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            self.close()
+            return {"fail": f"oracle crashed: {self.last_stderr.strip()[-500:]}"}
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:  # closes stdin: the oracle ends
+            _, self.last_stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, self.last_stderr = proc.communicate()
+
+    def __enter__(self) -> OracleServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -20,9 +20,15 @@
 //	                                 write allocations exactly as containers/common's netavark ipam.go
 //	ipam-dump FILE                   the work of `ipamguard dump --json`, in Go
 //	ipam-release FILE CONTAINER_ID   the work of podman's deallocIPs for every network bucket
+//	serve                            many requests in one process (for fuzzing): one a line on
+//	                                 stdin, "check FILE", "dump FILE" or "checkdump FILE"; one JSON
+//	                                 answer a line on stdout, {"errors": [...], "dump": {...}|null}
+//	                                 ("dump" only when the check passes), or {"fail": "..."} where
+//	                                 the one-shot command would exit 2
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -74,7 +80,7 @@ func main() {
 		}
 	}()
 	if len(os.Args) < 2 {
-		fail("usage: boltoracle check|dump|info|stats|apply|hold|ipam-gen|ipam-dump|ipam-release FILE ...")
+		fail("usage: boltoracle check|dump|info|stats|apply|hold|ipam-gen|ipam-dump|ipam-release|serve FILE ...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -98,6 +104,8 @@ func main() {
 		err = cmdIpamDump(args)
 	case "ipam-release":
 		err = cmdIpamRelease(args)
+	case "serve":
+		err = cmdServe(args)
 	default:
 		err = usageError{"unknown command " + strconv.Quote(cmd)}
 	}
@@ -493,9 +501,16 @@ func structuralCheck(r *rawDB) []string {
 	if m.pgid < 4 {
 		c.errorf("meta: high water mark %d below 4", m.pgid)
 	}
-	if m.pgid*uint64(r.pageSize) > uint64(len(r.data)) {
-		c.errorf("meta: high water mark %d (%d bytes) beyond the end of the file (%d bytes)",
-			m.pgid, m.pgid*uint64(r.pageSize), len(r.data))
+	if m.pgid > uint64(len(r.data))/uint64(r.pageSize) { // no m.pgid*pageSize: it may wrap
+		c.errorf("meta: high water mark %d beyond the end of the file (%d pages of %d bytes)",
+			m.pgid, len(r.data)/r.pageSize, r.pageSize)
+	}
+	for _, other := range r.metas {
+		// bbolt takes the page size from meta 0 and never looks at meta 1's: a meta that
+		// validates yet gives another one is not what bbolt writes.
+		if other.err == "" && int(other.pageSize) != r.pageSize {
+			c.errorf("meta %d: page size %d, the file's is %d", other.index, other.pageSize, r.pageSize)
+		}
 	}
 	if m.root == 0 || m.root >= m.pgid {
 		c.errorf("meta: root page %d outside 2..%d", m.root, m.pgid-1)
@@ -526,46 +541,51 @@ func cmdCheck(args []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	path := pos[0]
+	errs, err := checkFile(pos[0])
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range errs {
+		fmt.Println(e)
+	}
+	if len(errs) > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// checkFile returns the structural walk's errors, or else bbolt's tx.Check() errors;
+// an error only when the file cannot be read at all (not a finding).
+func checkFile(path string) ([]string, error) {
 	r, err := loadRaw(path)
 	var perr *os.PathError
 	if errors.As(err, &perr) {
-		return 0, err // cannot read the file at all: not a finding
+		return nil, err
 	} else if err != nil {
-		fmt.Println(err)
-		return 1, nil
+		return []string{err.Error()}, nil
 	}
 	if errs := structuralCheck(r); len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Println(e)
-		}
-		return 1, nil
+		return errs, nil
 	}
 	db, err := openRO(path)
 	if err != nil {
-		fmt.Printf("open: %v\n", err)
-		return 1, nil
+		return []string{fmt.Sprintf("open: %v", err)}, nil
 	}
 	defer db.Close()
-	n := 0
+	var errs []string
 	err = db.View(func(tx *bolt.Tx) error {
 		if uint64(tx.ID()) != r.meta.txid {
-			fmt.Printf("bbolt uses txid %d, expected %d\n", tx.ID(), r.meta.txid)
-			n++
+			errs = append(errs, fmt.Sprintf("bbolt uses txid %d, expected %d", tx.ID(), r.meta.txid))
 		}
 		for e := range tx.Check() {
-			fmt.Println(e)
-			n++
+			errs = append(errs, e.Error())
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if n > 0 {
-		return 1, nil
-	}
-	return 0, nil
+	return errs, nil
 }
 
 // ---------------------------------------------------------------- dump
@@ -598,26 +618,101 @@ func cmdDump(args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := openRO(pos[0])
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	out := map[string]map[string]*dumpBucket{"buckets": {}}
-	err = db.View(func(tx *bolt.Tx) error {
-		c := tx.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if v != nil {
-				return fmt.Errorf("the root bucket holds a plain key %x", k)
-			}
-			out["buckets"][hex.EncodeToString(k)] = dumpOf(tx.Bucket(k))
-		}
-		return nil
-	})
+	out, err := dumpFile(pos[0])
 	if err != nil {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// dumpFile returns {"buckets": {...}}, plus "keys" if the root bucket holds plain keys
+// (bbolt's API never writes one there, a damaged file may).
+func dumpFile(path string) (map[string]interface{}, error) {
+	db, err := openRO(path)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	buckets := map[string]*dumpBucket{}
+	keys := map[string]string{}
+	err = db.View(func(tx *bolt.Tx) error {
+		c := tx.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v != nil {
+				keys[hex.EncodeToString(k)] = hex.EncodeToString(v)
+				continue
+			}
+			buckets[hex.EncodeToString(k)] = dumpOf(tx.Bucket(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]interface{}{"buckets": buckets}
+	if len(keys) > 0 {
+		out["keys"] = keys
+	}
+	return out, nil
+}
+
+// ---------------------------------------------------------------- serve
+
+type serveAnswer struct {
+	Errors []string    `json:"errors"`
+	Dump   interface{} `json:"dump"`
+	Fail   string      `json:"fail,omitempty"`
+}
+
+func cmdServe(args []string) error {
+	if _, err := parseArgs(args, 0, nil); err != nil {
+		return err
+	}
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 64*1024), 1<<20)
+	out := bufio.NewWriter(os.Stdout)
+	enc := json.NewEncoder(out)
+	for in.Scan() {
+		cmd, path, _ := strings.Cut(in.Text(), " ")
+		if err := enc.Encode(serveOne(cmd, path)); err != nil {
+			return err
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	return in.Err()
+}
+
+func serveOne(cmd, path string) (answer serveAnswer) {
+	defer func() {
+		if r := recover(); r != nil {
+			answer = serveAnswer{Fail: fmt.Sprintf("panic: %v", r)}
+		}
+	}()
+	if cmd == "dump" {
+		d, err := dumpFile(path)
+		if err != nil {
+			return serveAnswer{Fail: err.Error()}
+		}
+		return serveAnswer{Errors: []string{}, Dump: d}
+	}
+	if cmd != "check" && cmd != "checkdump" {
+		return serveAnswer{Fail: "unknown request " + strconv.Quote(cmd)}
+	}
+	errs, err := checkFile(path)
+	if err != nil {
+		return serveAnswer{Fail: err.Error()}
+	}
+	answer.Errors = append([]string{}, errs...)
+	if cmd == "checkdump" && len(errs) == 0 {
+		d, err := dumpFile(path)
+		if err != nil {
+			return serveAnswer{Fail: "dump: " + err.Error()}
+		}
+		answer.Dump = d
+	}
+	return answer
 }
 
 // ---------------------------------------------------------------- info
