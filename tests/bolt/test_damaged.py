@@ -52,6 +52,7 @@ class Case:
     expect: list[dict[str, Any]] = field(default_factory=list)  # acceptable contents
     message: str = ""  # regex that a refusal's message must match (case-insensitive)
     write_may_succeed: bool = False  # harmless damage: the engine may write (validly)
+    write_refused: str = ""  # regex: the file reads, yet a write must be refused with this
 
 
 # --------------------------------------------------------------- the valid base file
@@ -223,6 +224,40 @@ def _(b: Base) -> Case:
 @case("meta-hwm-below-pages")
 def _(b: Base) -> Case:
     return _current_meta_field(b, 40, 3)
+
+
+# Found by bench/fuzz_bolt.py: a huge high-water mark (checksum valid) was a MemoryError.
+@case("meta-hwm-huge")
+def _(b: Base) -> Case:
+    d = edit(b)
+    rb.set_meta_field(d, b.raw.meta.index, b.raw.page_size, 40, 2**63 + 5)
+    return Case(bytes(d), REFUSE, message=r"truncated.*needs \d+ pages")
+
+
+# Found by bench/fuzz_bolt.py: a meta whose checksum is valid but whose page size is not
+# was skipped like a torn write, so the older meta's state was read (and the next commit
+# would have overwritten the newest transaction).
+@case("meta-current-page-size-4097-checksum-valid")
+def _(b: Base) -> Case:
+    d = edit(b)
+    rb.set_meta_field(d, b.raw.meta.index, b.raw.page_size, 8, 4097)
+    return Case(bytes(d), REFUSE, message=rf"meta page {b.raw.meta.index}: bad page size 4097")
+
+
+@case("meta-1-page-size-8192-checksum-valid")
+def _(b: Base) -> Case:
+    """Meta page 1 says 8192 (meta page 0 4096): bbolt would use it with 4096-byte pages."""
+    d = edit(b)
+    rb.set_meta_field(d, 1, b.raw.page_size, 8, 8192)
+    return Case(bytes(d), REFUSE, message=r"meta page 1: page size 8192, but it lies at byte 4096")
+
+
+# Found by bench/fuzz_bolt.py: the largest txid made the next commit a struct.error.
+@case("meta-txid-max")
+def _(b: Base) -> Case:
+    d = edit(b)
+    rb.set_meta_field(d, b.raw.meta.index, b.raw.page_size, 48, 2**64 - 1)
+    return Case(bytes(d), OK, [b.cur], write_refused=r"txid 18446744073709551615 cannot be")
 
 
 # tree structure -----------------------------------------------------------------------
@@ -690,6 +725,8 @@ def test_damaged_file(oracle: Oracle, base: Base, tmp_path: Path, name: str) -> 
 
     # Write.
     refusal = engine_write(path)
+    if c.write_refused:
+        assert_message(refusal, c.write_refused, name)
     if refusal:
         assert sha256(path) == digest, f"{name}: a refused write changed the file"
         if c.read == REFUSE:
