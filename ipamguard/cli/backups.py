@@ -36,11 +36,22 @@ def run(args: argparse.Namespace) -> int:
     backups = list_backups(backup_dir)
     if args.json:
         print_json(
-            [{"path": b.path, "taken": b.taken, "txid": b.txid, "size": b.size} for b in backups]
+            [
+                {
+                    "path": b.path,
+                    "taken": b.taken,
+                    "kind": b.kind,
+                    "store": b.store,
+                    "txid": b.txid,
+                    "size": b.size,
+                }
+                for b in backups
+            ]
         )
     else:
         for b in backups:
-            print(f"{b.path}  {b.taken}  txid {b.txid}  {b.size} bytes")
+            what = f"txid {b.txid}" if b.kind == "copy" else f"{b.store} release record"
+            print(f"{b.path}  {b.taken}  {what}  {b.size} bytes")
         if not backups:
             print(f"no backups in {backup_dir}")
     return EXIT_OK if backups else EXIT_NOTHING
