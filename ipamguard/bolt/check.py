@@ -104,8 +104,10 @@ def select_meta(data: bytes) -> Meta:
     The page size is meta page 0's if it validates (magic, version, checksum); if it does
     not (a torn write), meta page 1 is looked for at every page size. Of the metas that
     validate, the highest txid wins. A meta that validates yet gives a bad page size, or
-    another one than meta page 0, is damage rather than a torn write: refused (bbolt would
-    read the file with the wrong page size, or take the other meta's older state).
+    another one than meta page 0, or a txid that bbolt writes to the other meta page
+    (``txid % 2``), is damage rather than a torn write: refused (bbolt would read the file
+    with the wrong page size, or take the other meta's older state; the next commit would
+    leave the damaged meta in place).
     """
     if len(data) < 2 * MIN_PAGE_SIZE:
         raise InvalidDatabase(f"file too small to be a bbolt database ({len(data)} bytes)")
@@ -113,7 +115,7 @@ def select_meta(data: bytes) -> Meta:
     candidates: list[Meta] = []
     reasons: list[str] = []
     if isinstance(first, Meta):
-        _check_page_size(first, 0, None)
+        _check_meta(first, 0, None)
         candidates.append(first)
         sizes = [first.page_size]
     else:
@@ -123,7 +125,7 @@ def select_meta(data: bytes) -> Meta:
     for size in sizes:
         second = decode_meta(data, size)
         if isinstance(second, Meta):
-            _check_page_size(second, 1, size)
+            _check_meta(second, 1, size)
             candidates.append(second)
             break
     else:
@@ -133,7 +135,12 @@ def select_meta(data: bytes) -> Meta:
     return max(candidates, key=lambda meta: meta.txid)
 
 
-def _check_page_size(meta: Meta, index: int, found_at: int | None) -> None:
+def _check_meta(meta: Meta, index: int, found_at: int | None) -> None:
+    if meta.txid % 2 != index:
+        raise InvalidDatabase(
+            f"meta page {index}: txid {meta.txid} (its checksum is valid), which bbolt writes "
+            f"to meta page {meta.txid % 2}"
+        )
     size = meta.page_size
     if not (MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE) or size & (size - 1):
         raise InvalidDatabase(f"meta page {index}: bad page size {size} (its checksum is valid)")

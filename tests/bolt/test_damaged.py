@@ -255,9 +255,21 @@ def _(b: Base) -> Case:
 # Found by bench/fuzz_bolt.py: the largest txid made the next commit a struct.error.
 @case("meta-txid-max")
 def _(b: Base) -> Case:
+    """Meta page 1 (odd txids) gets the largest: it is read, but no txid can follow it."""
     d = edit(b)
-    rb.set_meta_field(d, b.raw.meta.index, b.raw.page_size, 48, 2**64 - 1)
-    return Case(bytes(d), OK, [b.cur], write_refused=r"txid 18446744073709551615 cannot be")
+    rb.set_meta_field(d, 1, b.raw.page_size, 48, 2**64 - 1)
+    content = b.cur if b.raw.meta.index == 1 else b.prev
+    return Case(bytes(d), OK, [content], write_refused=r"txid 18446744073709551615 cannot be")
+
+
+# Found by bench/fuzz_bolt.py: a meta with a valid checksum whose txid bbolt writes to the
+# other meta page; the next commit went to that page too, and left the other one as it was.
+@case("meta-txid-on-the-wrong-page")
+def _(b: Base) -> Case:
+    d = edit(b)
+    index = b.raw.meta.index
+    rb.set_meta_field(d, index, b.raw.page_size, 48, b.raw.meta.txid + 1)
+    return Case(bytes(d), REFUSE, message=rf"meta page {index}: txid \d+ .*meta page {1 - index}")
 
 
 # tree structure -----------------------------------------------------------------------

@@ -511,6 +511,10 @@ func structuralCheck(r *rawDB) []string {
 		if other.err == "" && int(other.pageSize) != r.pageSize {
 			c.errorf("meta %d: page size %d, the file's is %d", other.index, other.pageSize, r.pageSize)
 		}
+		// bbolt writes the meta of txid T to page T % 2.
+		if other.err == "" && other.txid%2 != uint64(other.index) {
+			c.errorf("meta %d: txid %d belongs in meta page %d", other.index, other.txid, other.txid%2)
+		}
 	}
 	if m.root == 0 || m.root >= m.pgid {
 		c.errorf("meta: root page %d outside 2..%d", m.root, m.pgid-1)
