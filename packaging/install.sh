@@ -17,7 +17,17 @@
 # code is installed and the service restarted); a second run changes nothing and
 # says so. packaging/uninstall.sh removes it again.
 #
+# For one user's rootless podman, as that user (no root needed):
+#
+#     ./packaging/install.sh --user
+#
+# installs the virtual environment in ~/.local/share/ipamguard/venv,
+# ~/.local/bin/ipamguard, the user unit ~/.config/systemd/user/ipamguard.service,
+# ~/.config/ipamguard/ipamguard.toml (alert only) unless one exists, and runs
+# `systemctl --user enable --now podman.socket ipamguard`.
+#
 # Options:
+#   --user       the calling user's rootless podman (see above)
 #   --root DIR   install into DIR instead of / (or DESTDIR=DIR), for tests and
 #                inspection: the virtual environment works there only (its scripts
 #                name DIR); the unit is enabled offline, nothing is started. For an
@@ -32,6 +42,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=${DESTDIR:-}
 START=yes
 PYTHON=python3
+MODE=system
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "install.sh: $*" >&2; exit 1; }
@@ -44,6 +55,7 @@ while [ $# -gt 0 ]; do
         --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
         --root=*) ROOT=${1#--root=}; shift ;;
         --no-start) START=no; shift ;;
+        --user) MODE=user; shift ;;
         --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PYTHON=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
@@ -55,15 +67,34 @@ if [ -n "$ROOT" ]; then
     [ "$ROOT" != / ] || ROOT=
 fi
 
-VENV=/opt/ipamguard                                 # paths as the running system sees them
-UNIT=/usr/local/lib/systemd/system/ipamguard.service
-CATALOG=/usr/local/lib/systemd/catalog/ipamguard.catalog
-CONFIG=/etc/ipamguard/ipamguard.toml
-LINK=/usr/local/bin/ipamguard
-MANPAGE=/usr/local/share/man/man8/ipamguard.8
+if [ "$MODE" = user ]; then                          # paths as the user's session sees them
+    [ "$(id -u)" != 0 ] || [ -n "$ROOT" ] || die "--user installs for the calling user: \
+run it as that user, not as root"
+    : "${HOME:?HOME is not set}"
+    DATA=${XDG_DATA_HOME:-$HOME/.local/share}
+    CONF=${XDG_CONFIG_HOME:-$HOME/.config}
+    VENV=$DATA/ipamguard/venv
+    UNIT=$CONF/systemd/user/ipamguard.service
+    UNIT_SOURCE=systemd/user/ipamguard.service
+    CATALOG=                                         # journal catalogs are system-wide
+    CONFIG=$CONF/ipamguard/ipamguard.toml
+    LINK=$HOME/.local/bin/ipamguard
+    MANPAGE=$DATA/man/man8/ipamguard.8
+    SYSTEMCTL=(systemctl --user)
+else
+    VENV=/opt/ipamguard                              # paths as the running system sees them
+    UNIT=/usr/local/lib/systemd/system/ipamguard.service
+    UNIT_SOURCE=systemd/ipamguard.service
+    CATALOG=/usr/local/lib/systemd/catalog/ipamguard.catalog
+    CONFIG=/etc/ipamguard/ipamguard.toml
+    LINK=/usr/local/bin/ipamguard
+    MANPAGE=/usr/local/share/man/man8/ipamguard.8
+    SYSTEMCTL=(systemctl)
+    [ "$(id -u)" = 0 ] || [ -n "$ROOT" ] || die "run as root (sudo $0), or with --user \
+for your own rootless podman"
+fi
 
-[ "$(id -u)" = 0 ] || [ -n "$ROOT" ] || die "run as root (sudo $0)"
-for f in systemd/ipamguard.service systemd/ipamguard.catalog packaging/ipamguard.toml \
+for f in "$UNIT_SOURCE" systemd/ipamguard.catalog packaging/ipamguard.toml \
     pyproject.toml; do
     [ -f "$SRC/$f" ] || die "$SRC/$f is missing: run this from a complete clone"
 done
@@ -90,6 +121,8 @@ python_ok() {
 }
 if ! python_ok "$PYTHON"; then
     [ -z "$ROOT" ] || die "$PYTHON (>= 3.11, with venv) is needed; install it first"
+    [ "$MODE" = system ] || die "$PYTHON (>= 3.11, with venv) is needed: ask root to install \
+python3 and python3-venv, or run again with --python PATH"
     if command -v apt-get >/dev/null; then
         did "installing python3 and python3-venv (apt-get)"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -140,13 +173,15 @@ fi
 
 # --- systemd unit, journal catalog, configuration, manual page -------------------
 sed "s|^ExecStart=/usr/bin/ipamguard |ExecStart=$VENV/bin/ipamguard |" \
-    "$SRC/systemd/ipamguard.service" >"$TMP/unit"
+    "$SRC/$UNIT_SOURCE" >"$TMP/unit"
 grep -q "^ExecStart=$VENV/bin/ipamguard " "$TMP/unit" || die "unexpected ExecStart= in the unit"
 unit_changed=no
 if install_file "$TMP/unit" "$UNIT" 0644; then unit_changed=yes; CHANGED=yes; fi
 
 catalog_changed=no
-if install_file "$SRC/systemd/ipamguard.catalog" "$CATALOG" 0644; then catalog_changed=yes; fi
+if [ -n "$CATALOG" ] && install_file "$SRC/systemd/ipamguard.catalog" "$CATALOG" 0644; then
+    catalog_changed=yes
+fi
 
 if [ -e "$ROOT$CONFIG" ] || [ -L "$ROOT$CONFIG" ]; then
     :  # the administrator's (or an earlier run's): never overwritten
@@ -184,8 +219,35 @@ enable_offline() {
     esac
 }
 
+user_manager() { [ -z "$ROOT" ] && systemctl --user show-environment >/dev/null 2>&1; }
+
 if [ "$START" = no ] || ! command -v systemctl >/dev/null; then
     :
+elif [ "$MODE" = user ]; then
+    if ! user_manager; then
+        say "no systemd user manager for $(id -un) here (log in through systemd-logind, or"
+        say "run: loginctl enable-linger $(id -un)); then:"
+        say "    systemctl --user enable --now podman.socket ipamguard"
+    else
+        [ "$unit_changed" = no ] || "${SYSTEMCTL[@]}" daemon-reload
+        if "${SYSTEMCTL[@]}" cat podman.socket >/dev/null 2>&1; then
+            "${SYSTEMCTL[@]}" enable --now --quiet podman.socket
+        else
+            say "warning: the user unit podman.socket was not found: ipamguard reports" \
+                "leaks but releases nothing while podman's API cannot be asked"
+        fi
+        if [ "$CHANGED" = yes ] && "${SYSTEMCTL[@]}" --quiet is-active ipamguard.service; then
+            "${SYSTEMCTL[@]}" restart ipamguard.service
+            did "restarted ipamguard.service (new code or unit)"
+        fi
+        if ! "${SYSTEMCTL[@]}" --quiet is-active ipamguard.service \
+            || ! "${SYSTEMCTL[@]}" --quiet is-enabled ipamguard.service; then
+            "${SYSTEMCTL[@]}" enable --now --quiet ipamguard.service
+            did "enabled and started your ipamguard.service"
+        fi
+        say "see: systemctl --user status ipamguard; journalctl --user -u ipamguard"
+        say "to keep it running while you are logged out: loginctl enable-linger $(id -un)"
+    fi
 elif [ -n "$ROOT" ] || [ ! -d /run/systemd/system ]; then
     enable_offline ipamguard.service
     enable_offline podman.socket || true

@@ -9,11 +9,16 @@
 # ipam.db (/var/lib/ipamguard) unless --purge is given. podman.socket is left
 # as it is. Running it again does nothing.
 #
-# Options: --root DIR (or DESTDIR=DIR) as for install.sh; --purge.
+# With --user (as the user who ran install.sh --user): the user unit, the
+# virtual environment and ~/.local/bin/ipamguard; --purge also removes
+# ~/.config/ipamguard and the backups under $XDG_STATE_HOME/ipamguard.
+#
+# Options: --root DIR (or DESTDIR=DIR) as for install.sh; --purge; --user.
 set -euo pipefail
 
 ROOT=${DESTDIR:-}
 PURGE=no
+MODE=system
 
 die() { echo "uninstall.sh: $*" >&2; exit 1; }
 say() { echo "ipamguard: $*"; }
@@ -23,6 +28,7 @@ while [ $# -gt 0 ]; do
         --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
         --root=*) ROOT=${1#--root=}; shift ;;
         --purge) PURGE=yes; shift ;;
+        --user) MODE=user; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -32,10 +38,24 @@ if [ -n "$ROOT" ]; then
     ROOT=$(cd "$ROOT" && pwd)
     [ "$ROOT" != / ] || ROOT=
 fi
-[ "$(id -u)" = 0 ] || [ -n "$ROOT" ] || die "run as root (sudo $0)"
-
-UNIT=/usr/local/lib/systemd/system/ipamguard.service
-CATALOG=/usr/local/lib/systemd/catalog/ipamguard.catalog
+if [ "$MODE" = user ]; then
+    : "${HOME:?HOME is not set}"
+    DATA=${XDG_DATA_HOME:-$HOME/.local/share}
+    CONF=${XDG_CONFIG_HOME:-$HOME/.config}
+    STATE=${XDG_STATE_HOME:-$HOME/.local/state}
+    UNIT=$CONF/systemd/user/ipamguard.service
+    CATALOG=
+    PROGRAM_FILES=("$HOME/.local/bin/ipamguard" "$DATA/man/man8/ipamguard.8" "$DATA/ipamguard")
+    KEPT=("$CONF/ipamguard" "$STATE/ipamguard")
+    SYSTEMCTL=(systemctl --user)
+else
+    [ "$(id -u)" = 0 ] || [ -n "$ROOT" ] || die "run as root (sudo $0), or with --user"
+    UNIT=/usr/local/lib/systemd/system/ipamguard.service
+    CATALOG=/usr/local/lib/systemd/catalog/ipamguard.catalog
+    PROGRAM_FILES=(/usr/local/bin/ipamguard /usr/local/share/man/man8/ipamguard.8 /opt/ipamguard)
+    KEPT=(/etc/ipamguard /var/lib/ipamguard)
+    SYSTEMCTL=(systemctl)
+fi
 
 remove() {
     local path
@@ -49,18 +69,24 @@ remove() {
 
 if [ -e "$ROOT$UNIT" ] && command -v systemctl >/dev/null; then
     if [ -n "$ROOT" ]; then
-        systemctl --root="$ROOT" --quiet disable ipamguard.service 2>/dev/null || true
-    elif [ -d /run/systemd/system ]; then
-        systemctl disable --now --quiet ipamguard.service || true
+        if [ "$MODE" = user ]; then  # offline: the symlink that `enable` made
+            rm -f "$ROOT$(dirname "$UNIT")/default.target.wants/ipamguard.service"
+        else
+            systemctl --root="$ROOT" --quiet disable ipamguard.service 2>/dev/null || true
+        fi
+    elif [ "$MODE" = user ] || [ -d /run/systemd/system ]; then
+        "${SYSTEMCTL[@]}" disable --now --quiet ipamguard.service 2>/dev/null || true
     else
         systemctl --quiet disable ipamguard.service 2>/dev/null || true
     fi
 fi
 
-remove "$UNIT" /usr/local/bin/ipamguard /usr/local/share/man/man8/ipamguard.8 /opt/ipamguard
+remove "$UNIT" "${PROGRAM_FILES[@]}"
 had_catalog=no
-[ ! -e "$ROOT$CATALOG" ] || had_catalog=yes
-remove "$CATALOG"
+if [ -n "$CATALOG" ]; then
+    [ ! -e "$ROOT$CATALOG" ] || had_catalog=yes
+    remove "$CATALOG"
+fi
 if [ "$had_catalog" = yes ] && command -v journalctl >/dev/null; then
     if [ -n "$ROOT" ]; then
         journalctl --root="$ROOT" --update-catalog || true
@@ -68,14 +94,16 @@ if [ "$had_catalog" = yes ] && command -v journalctl >/dev/null; then
         journalctl --update-catalog || true
     fi
 fi
-if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
+if [ -z "$ROOT" ] && [ "$MODE" = user ]; then
+    "${SYSTEMCTL[@]}" daemon-reload 2>/dev/null || true
+elif [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
 fi
 
 if [ "$PURGE" = yes ]; then
-    remove /etc/ipamguard /var/lib/ipamguard
+    remove "${KEPT[@]}"
 else
-    for kept in /etc/ipamguard /var/lib/ipamguard; do
+    for kept in "${KEPT[@]}"; do
         [ ! -e "$ROOT$kept" ] || say "kept $kept (remove it with --purge)"
     done
 fi

@@ -30,17 +30,19 @@ def make_cycle(user: bool = False) -> ReconcileCycle:
 
 
 class ReconcileCycle:
-    def __init__(self, links: LinkWatch | None = None, user: bool = False) -> None:
+    def __init__(self, links: LinkWatch | None = None, *, user: bool = False) -> None:
         self.user = user
         self.first_seen: dict[FindingKey, float] = {}
         self.alerted: dict[FindingKey, Signature] = {}
         self.refusals: dict[FindingKey, str] = {}
-        self.links = links if links is not None else LinkWatch()
+        # systemd-networkd manages the host's links; a rootless podman's are its own
+        self.links = links if links is not None else (None if user else LinkWatch())
 
     def run(self, reason: str, config: Config) -> CycleResult:
         result = self._reconcile(config)
         try:
-            self.links.run()
+            if self.links is not None:
+                self.links.run()
         except IpamguardError as error:  # the doctor part never stops the IPAM part
             log.debug("link check failed", error=str(error))
         return result

@@ -13,6 +13,7 @@ import pytest
 from pkgtools import (
     CATALOG,
     DEFAULT_CONFIG,
+    REPO,
     pyproject_version,
     require_tools,
     run,
@@ -60,6 +61,8 @@ def test_dependencies_are_distribution_packages(built_deb: Path) -> None:
 def test_the_files_land_where_the_unit_expects_them(unpacked: Path) -> None:
     unit = (unpacked / "lib/systemd/system/ipamguard.service").read_text()
     assert unit == unit_for("/usr/bin/ipamguard")  # the unit as in the source tree
+    user_unit = unpacked / "usr/lib/systemd/user/ipamguard.service"  # systemctl --user
+    assert user_unit.read_text() == (REPO / "systemd/user/ipamguard.service").read_text()
     assert (unpacked / "usr/bin/ipamguard").stat().st_mode & 0o111
     assert (unpacked / "etc/ipamguard/ipamguard.toml").read_bytes() == DEFAULT_CONFIG.read_bytes()
     catalog = unpacked / "usr/lib/systemd/catalog/ipamguard.catalog"

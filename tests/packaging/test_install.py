@@ -125,3 +125,38 @@ def test_unknown_arguments_are_refused(tmp_path: Path) -> None:
     for script in (INSTALL, UNINSTALL):
         result = run(["bash", script, "--root", tmp_path, "--bogus"], check=False)
         assert result.returncode != 0 and "--bogus" in result.stderr
+
+
+def test_user_install_and_uninstall(tmp_path: Path) -> None:
+    """--user: everything under the user's home, the user unit, nothing system-wide."""
+    require_tools("python3", "sha256sum")
+    root, home = tmp_path / "root", "/home/u"
+    env = {"IPAMGUARD_PIP_ARGS": f"--no-index --find-links {wheelhouse()}", "HOME": home}
+    out = run(["bash", INSTALL, "--user", "--root", root, "--no-start"], env=env).stdout
+    venv = f"{home}/.local/share/ipamguard/venv"
+    unit = at(root, f"{home}/.config/systemd/user/ipamguard.service").read_text()
+    source = (REPO / "systemd" / "user" / "ipamguard.service").read_text()
+    program = f"ExecStart={venv}/bin/ipamguard "
+    assert unit == source.replace("ExecStart=/usr/bin/ipamguard ", program)
+    assert "ExecStart=" + venv + "/bin/ipamguard daemon --user" in unit
+    assert at(root, f"{home}/.config/ipamguard/ipamguard.toml").read_bytes() == (
+        DEFAULT_CONFIG.read_bytes()
+    )
+    assert os.readlink(at(root, f"{home}/.local/bin/ipamguard")) == f"{venv}/bin/ipamguard"
+    assert not at(root, "/opt").exists() and not at(root, "/etc").exists()
+    assert not at(root, "/usr").exists(), "a user install wrote system files"
+    assert "installed" in out
+    again = run(["bash", INSTALL, "--user", "--root", root, "--no-start"], env=env).stdout
+    assert "already installed and up to date" in again
+    run(["bash", UNINSTALL, "--user", "--root", root], env={"HOME": home})
+    assert not at(root, f"{home}/.config/systemd/user/ipamguard.service").exists()
+    assert not at(root, f"{home}/.local/share/ipamguard").exists()
+    assert at(root, f"{home}/.config/ipamguard/ipamguard.toml").exists()  # kept
+    run(["bash", UNINSTALL, "--user", "--root", root, "--purge"], env={"HOME": home})
+    assert not at(root, f"{home}/.config/ipamguard").exists()
+
+
+def test_user_install_refuses_root() -> None:
+    result = run(["bash", INSTALL, "--user"], check=False)
+    if os.geteuid() == 0:
+        assert result.returncode != 0 and "not as root" in result.stderr

@@ -128,3 +128,42 @@ def test_the_code_opens_only_the_sockets_the_unit_allows(family: str, allowed: l
         if pattern.search(path.read_text())
     ]
     assert offenders == allowed
+
+
+USER_UNIT = UNIT.parent / "user" / "ipamguard.service"
+USER_GOAL_EXPOSURE = 1.2  # offline analysis; a user manager applies them with PrivateUsers=
+
+
+def user_analyze(tmp_path: Path, *args: str | Path) -> str:
+    """systemd-analyze --user ... (it wants a runtime directory of its own)."""
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    result = run(
+        ["env", f"XDG_RUNTIME_DIR={runtime}", "systemd-analyze", "--user", *args], check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_the_user_unit_verifies_and_is_hardened(tmp_path: Path, stub_program: Path) -> None:
+    """`systemctl --user enable --now ipamguard`: the rootless daemon, as hardened as a
+    user manager allows (no capabilities at all, no network but AF_UNIX sockets)."""
+    require_tools("systemd-analyze")
+    unit = tmp_path / "ipamguard.service"
+    unit.write_text(unit_for(str(stub_program), USER_UNIT.read_text()))
+    assert user_analyze(tmp_path, "verify", "--man=no", unit) == ""
+    report = user_analyze(tmp_path, "security", "--offline=true", "--no-pager", unit)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", report)
+    assert match and float(match.group(1)) <= USER_GOAL_EXPOSURE, report
+    service = settings(USER_UNIT.read_text())
+    assert service["ExecStart"] == ["/usr/bin/ipamguard daemon --user"]
+    assert service["Type"] == ["notify"] and service["RestartPreventExitStatus"] == ["2"]
+    assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert service["CapabilityBoundingSet"] == [""]
+    # ipam.db's directory under $XDG_RUNTIME_DIR, podman's configs and lock under its
+    # graphroot: writable; backups in the StateDirectory
+    writable = " ".join(service["ReadWritePaths"])
+    assert "%t/containers/networks" in writable
+    assert "%h/.local/share/containers/storage/networks" in writable
+    assert service["StateDirectory"] == ["ipamguard"]
+    assert settings(USER_UNIT.read_text(), "Install")["WantedBy"] == ["default.target"]
