@@ -298,3 +298,32 @@ def test_unconfirmed_findings_wait_for_the_grace_period(oracle: Oracle, tmp_path
 
 def test_network_locks_follow_the_network_dir() -> None:
     assert network_locks("/x", rootless=True) == ("/x/netavark.lock",)
+
+
+def test_several_static_ips_of_one_container_in_one_subnet(oracle: Oracle, tmp_path: Path) -> None:
+    """podman 6 allows several static IPs per subnet: several keys with the same ID in
+    one subnet bucket and an ids list longer than the subnets. Not malformed, not
+    dangling; a release removes them all (the file written by Go's bbolt)."""
+    from ops import create_bucket
+
+    db = tmp_path / "ipam.db"
+    cid = container_id(7)
+    net, sub = NET.encode(), SUBNET.encode()
+    ips = ["10.89.0.2", "10.89.0.3", "10.89.0.4"]
+    oracle.apply(db, [[
+        create_bucket([], net), create_bucket([net], sub), create_bucket([net], b"ids"),
+        *(put([net, sub], ip_to_key(ip), cid.encode()) for ip in ips),
+        put([net, b"ids"], cid.encode(), ('["' + '","'.join(ips) + '"]').encode()),
+    ]])  # fmt: skip
+    alive = context(tmp_path, db, Scripted([[ContainerInfo(cid, "running", "podman-api")]]))
+    assert judge(observe(alive, store(alive)), {}, grace=0).findings == []
+    gone = context(tmp_path, db, Scripted([[]]))
+    s = store(gone)
+    observation = observe(gone, s)
+    findings = judge(observation, {}, grace=0).findings
+    assert sorted((f.kind, f.ip) for f in findings) == [("leaked", ip) for ip in ips]
+    result = repair(gone, s, observation, findings, {"leaked"}, Prober())
+    assert len(result.released) == 3
+    assert oracle.check(db) == []
+    dump = oracle.ipam_dump(db)["networks"][0]
+    assert [a for s_ in dump["subnets"] for a in s_["allocations"]] == [] and dump["ids"] == []

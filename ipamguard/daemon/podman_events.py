@@ -34,8 +34,8 @@ from ipamguard.daemon.triggers import Push, Trigger
 from ipamguard.podman_http import API_PREFIX, connection
 
 CONTAINER_ACTIONS = frozenset({"died", "cleanup", "remove", "start"})
-# podman 4.3 sends "network disconnect" (Actor: the container) but nothing for
-# "network rm"; podman 5 sends "network remove" (Actor: the network)
+# podman sends "network disconnect" (Actor: the container); for `podman network rm`
+# nothing before podman 5.4, "network remove" (Actor: the network) since 5.4
 NETWORK_ACTIONS = frozenset({"disconnect", "remove"})
 EVENT_FILTERS = {
     "type": ["container", "network"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -41,6 +42,13 @@ from ipamguard.errors import (
 
 CYCLE_STUCK_SECONDS = 120.0
 RETRY_AFTER_FAILURE = 30.0  # seconds before a failed reconcile is tried again
+
+# the daemon needs podman's API (liveness and the event stream); most hosts never
+# enabled it: say how, the first time
+ENABLE_API_HINT = (
+    " (its API socket does not exist: enable it with `systemctl enable --now podman.socket`,"
+    " or `systemctl --user enable --now podman.socket` for a rootless podman)"
+)
 
 log = structlog.get_logger(__name__)
 
@@ -254,7 +262,8 @@ class Service:
             )  # fmt: skip
         else:
             log.warning(
-                "podman is unreachable; nothing is released until it answers",
+                "podman is unreachable; nothing is released until it answers"
+                + (ENABLE_API_HINT if _socket_missing(self.config.podman.url) else ""),
                 message_id=messages.PODMAN_UNREACHABLE, podman=self.config.podman.url,
                 error=detail,
             )  # fmt: skip
@@ -333,3 +342,10 @@ class Service:
                 )
                 warned = True
             await asyncio.sleep(interval)
+
+
+def _socket_missing(url: str | None) -> bool:
+    """Is podman's API a unix socket that does not exist (never enabled)?"""
+    if url is None or not url.startswith("unix://"):
+        return False
+    return not os.path.exists(url[len("unix://") :])
