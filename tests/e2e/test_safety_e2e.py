@@ -373,3 +373,64 @@ def test_another_root_behind_podman_remote_is_never_released(
     sandbox.signal(service)
     sandbox.podman("rm", "-f", "-t0", "alt", env=env)
     assert oracle.check(sandbox.host_path(IPAM_DB)) == []
+
+
+# --------------------------------------------------------------------------- restarts
+
+
+def test_a_crash_looping_container_keeps_its_address(sandbox: Sandbox, oracle: Oracle) -> None:
+    """``--restart=always``: podman < 5.1 restarts the container without a teardown (it
+    holds its address while "exited" for a moment); podman >= 5.1 tears down and sets
+    up again. The daemon repairing every kind it may, at grace 0, reconciling after
+    every event, never takes the address away."""
+    from test_daemon_e2e import daemon
+
+    from ipamguard import messages
+
+    sandbox.network_create(NET, SUBNET)
+    cid = sandbox.podman(
+        "run", "-d", "--name", "loop", "--restart=always", "--network", f"{NET}:ip=172.19.30.61",
+        IMAGE, "sh", "-c", "sleep 0.3; exit 3",
+    ).stdout.strip()  # fmt: skip
+    sandbox.start_journald()
+    sandbox.start_podman_service()
+    config = (
+        '[repair]\nenabled = true\ngrace_seconds = 0\nkinds = ["leaked", "stale"]\n'
+        "[watch]\ndebounce_seconds = 0\n"
+    )
+    with daemon(sandbox, config):
+        deadline = time.monotonic() + 12
+        restarts = 0
+        while time.monotonic() < deadline:
+            state = sandbox.podman("inspect", "--format", "{{.RestartCount}}", "loop")
+            restarts = int(state.stdout.strip() or 0)
+            time.sleep(0.5)
+    assert restarts >= 5, f"the container restarted {restarts} times only"
+    released = sandbox.journal_entries(MESSAGE_ID=messages.LEAK_RELEASED)
+    assert [e for e in released if e.get("IPAMGUARD_CONTAINER_ID") == cid] == [], released
+    sandbox.podman("stop", "-t0", "loop")
+    sandbox.podman("start", "loop")  # its own address, still its own
+    assert held(oracle, sandbox)[(NET, "172.19.30.61")] == cid
+    assert twin_refused(sandbox, "172.19.30.61", cid)
+    assert oracle.check(sandbox.host_path(IPAM_DB)) == []
+
+
+# --------------------------------------------------------------------------- no API socket
+
+
+def test_the_cli_repairs_the_seed_without_podmans_api(sandbox: Sandbox, oracle: Oracle) -> None:
+    """Most hosts never enabled podman.socket: check and repair ask the podman command
+    (and say so); the seed incident is healed; live containers stay as they are."""
+    sandbox.network_create(NET, SUBNET)
+    live = run_static(sandbox, "live", "172.19.30.70")
+    leak = sandbox.stage_leak("victim", NET, "172.19.30.71")
+    assert not sandbox.host_path(PODMAN_SOCKET).exists()
+    res = ig(sandbox, "check", rc=1)
+    assert "asked the podman command" in res.stderr, show(res)
+    doc = repair_repeats(sandbox)
+    assert released_ids(doc) == {leak}, doc
+    assert held(oracle, sandbox) == {(NET, "172.19.30.70"): live}
+    sandbox.podman("run", "-d", "--name", "again", "--network", f"{NET}:ip=172.19.30.71",
+                   IMAGE, "sleep", "1000")  # fmt: skip
+    assert twin_refused(sandbox, "172.19.30.70", live)
+    assert oracle.check(sandbox.host_path(IPAM_DB)) == []
