@@ -71,6 +71,20 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: Prometheus metrics for node_exporter's textfile collector (off if unset)."""
+
+    textfile: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: thresholds of the daemon's (and check's) alerts that are not findings."""
+
+    subnet_free_percent: float = 10.0  # a subnet with less free is reported; 0: never
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the defaults."""
 
@@ -79,6 +93,8 @@ class Config:
     watch: WatchConfig = field(default_factory=WatchConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 # --- value checks: each returns the converted value or raises _Bad(expected) ------
@@ -136,6 +152,23 @@ def _absolute_path(value: Any) -> str:
     return os.path.normpath(value)
 
 
+def _textfile(value: Any) -> str:
+    expected = "an absolute path ending in .prom (node_exporter reads only *.prom files)"
+    try:
+        path = _absolute_path(value)
+    except _Bad:
+        raise _Bad(expected) from None
+    if not path.endswith(".prom") or os.path.basename(path) == ".prom":
+        raise _Bad(expected)
+    return path
+
+
+def _percent(value: Any) -> float:
+    if not _is_number(value) or not 0 <= value <= 100:
+        raise _Bad("a percentage between 0 and 100 (0: never)")
+    return float(value)
+
+
 def _podman_url(value: Any) -> str:
     expected = "a URL such as unix:///run/podman/podman.sock or tcp://HOST:PORT"
     if not isinstance(value, str):
@@ -187,6 +220,8 @@ _SCHEMA: Mapping[str, tuple[type[Any], Mapping[str, Check]]] = {
         },
     ),
     "log": (LogConfig, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),
+    "metrics": (MetricsConfig, {"textfile": _textfile}),
+    "alerts": (AlertsConfig, {"subnet_free_percent": _percent}),
 }
 
 
@@ -306,11 +341,13 @@ def config_changes(old: Config, new: Config) -> list[str]:
         for f in dataclasses.fields(before):
             a, b = getattr(before, f.name), getattr(after, f.name)
             if a != b:
-                changes.append(f"[{name}] {f.name}: {_show_value(a)} -> {_show_value(b)}")
+                changes.append(
+                    f"[{name}] {f.name}: {_show_value(a, name)} -> {_show_value(b, name)}"
+                )
     return changes
 
 
-def _show_value(value: Any) -> str:
+def _show_value(value: Any, section: str = "") -> str:
     if value is None:
-        return "(podman's)"
+        return "(off)" if section == "metrics" else "(podman's)"
     return _show(list(value)) if isinstance(value, tuple) else _show(value)

@@ -58,6 +58,12 @@ VETH_DETACHED: Final = "eeaef50d82a443db8896210c0b86bf98"
 CONFIG_WARNING: Final = "270b8e66114743a285b33f8459a767dd"
 """A configuration value is allowed but unwise (e.g. a grace period below the floor)."""
 
+SUBNET_LOW: Final = "a2ca9bd11c8849f282cdb6cb68432c5e"
+"""A subnet's free addresses fell under [alerts] subnet_free_percent."""
+
+SUBNET_RECOVERED: Final = "28312aa87a2640a98aa2365560679192"
+"""A subnet reported as low on addresses is back over the threshold (or gone)."""
+
 MESSAGE_IDS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "DAEMON_STARTED": DAEMON_STARTED,
@@ -75,6 +81,8 @@ MESSAGE_IDS: Final[Mapping[str, str]] = MappingProxyType(
         "NETWORKD_CONFLICT": NETWORKD_CONFLICT,
         "VETH_DETACHED": VETH_DETACHED,
         "CONFIG_WARNING": CONFIG_WARNING,
+        "SUBNET_LOW": SUBNET_LOW,
+        "SUBNET_RECOVERED": SUBNET_RECOVERED,
     }
 )
 """Every MESSAGE_ID by its constant's name."""

@@ -11,8 +11,10 @@ import pytest
 
 from ipamguard.config import (
     DEFAULT_CONFIG_PATH,
+    AlertsConfig,
     Config,
     LogConfig,
+    MetricsConfig,
     PathsConfig,
     PodmanConfig,
     RepairConfig,
@@ -62,7 +64,7 @@ def test_the_packaged_file_names_every_key() -> None:
         (s, k) for s, t in document.items() for k in t
     }
     assert unset == {("podman", "url"), ("paths", "db"), ("paths", "network_dir"),
-                     ("paths", "backup_dir")}  # fmt: skip
+                     ("paths", "backup_dir"), ("metrics", "textfile")}  # fmt: skip
 
 
 def test_every_key_can_be_set() -> None:
@@ -268,3 +270,46 @@ def test_resolve_fills_in_podmans_own_paths() -> None:
     assert resolved.paths.backup_dir == "/var/lib/ipamguard/backups"
     kept = resolve_config(parse_config("[paths]\ndb = '/srv/ipam.db'\n"), user=False)
     assert kept.paths.db == "/srv/ipam.db"
+
+
+def test_metrics_and_alerts_can_be_set() -> None:
+    assert Config().metrics == MetricsConfig(None)  # no metrics unless asked for
+    assert Config().alerts == AlertsConfig(10.0)
+    config = parse_config(
+        '[metrics]\ntextfile = "/var/lib/prometheus/node-exporter//ipamguard.prom"\n'
+        "[alerts]\nsubnet_free_percent = 2.5\n"
+    )
+    assert config.metrics == MetricsConfig("/var/lib/prometheus/node-exporter/ipamguard.prom")
+    assert config.alerts == AlertsConfig(2.5)
+    assert parse_config("[alerts]\nsubnet_free_percent = 0\n").alerts.subnet_free_percent == 0
+    assert config_changes(Config(), config) == [
+        "[metrics] textfile: (off) -> '/var/lib/prometheus/node-exporter/ipamguard.prom'",
+        "[alerts] subnet_free_percent: 10.0 -> 2.5",
+    ]
+
+
+PROM = "expected an absolute path ending in .prom (node_exporter reads only *.prom files)"
+PERCENT = "expected a percentage between 0 and 100 (0: never)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[metrics]\ntextfile = "ipamguard.prom"\n', f"[metrics] textfile: {PROM}, got "
+         "'ipamguard.prom'"),
+        ('[metrics]\ntextfile = "/var/lib/x/ipamguard.txt"\n', f"textfile: {PROM}, got "),
+        ('[metrics]\ntextfile = "/var/lib/x/.prom"\n', f"textfile: {PROM}, got "),
+        ("[metrics]\ntextfile = 1\n", f"textfile: {PROM}, got 1"),
+        ("[metrics]\ntextfile = true\n", f"textfile: {PROM}, got true"),
+        ("[metrics]\nport = 9100\n", "[metrics] unknown key 'port' (known: textfile)"),
+        ("[alerts]\nsubnet_free_percent = 101\n", f"subnet_free_percent: {PERCENT}, got 101"),
+        ("[alerts]\nsubnet_free_percent = -1\n", f"subnet_free_percent: {PERCENT}, got -1"),
+        ("[alerts]\nsubnet_free_percent = '10'\n", f"{PERCENT}, got '10'"),
+        ("[alerts]\nsubnet_free_percent = true\n", f"{PERCENT}, got true"),
+        ("[alerts]\nfree = 10\n", "[alerts] unknown key 'free' (known: subnet_free_percent)"),
+    ],
+)  # fmt: skip
+def test_bad_metrics_and_alerts_values_are_one_line(text: str, expected: str) -> None:
+    message = error_of(text)
+    assert message.startswith("ipamguard.toml: [")
+    assert expected in message

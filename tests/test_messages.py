@@ -32,7 +32,7 @@ def catalog_entries() -> dict[str, str]:
 
 def test_message_ids_are_distinct_128_bit_hex() -> None:
     ids = list(messages.MESSAGE_IDS.values())
-    assert len(ids) == 15
+    assert len(ids) == 17
     assert len(set(ids)) == len(ids)
     for message_id in ids:
         assert re.fullmatch(r"[0-9a-f]{32}", message_id)

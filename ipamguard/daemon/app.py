@@ -7,7 +7,7 @@ import signal
 from collections.abc import Sequence
 
 from ipamguard.config import Config, load_config
-from ipamguard.daemon.cycle_api import Cycle
+from ipamguard.daemon.cycle_api import Cycle, CycleObserver
 from ipamguard.daemon.service import Service
 from ipamguard.daemon.triggers import TriggerSource
 
@@ -60,8 +60,25 @@ def run_daemon(
         notifier=Notifier.from_environ(),
         watchdog_seconds=watchdog_interval(),
         on_config=apply,
+        observer=_reporter(config, config_path, user),
     )
     return asyncio.run(_serve(service))
+
+
+def _reporter(config: Config, config_path: str | None, user: bool) -> CycleObserver:
+    """The status file (/run/ipamguard), the counters (/var/lib/ipamguard), metrics."""
+    from ipamguard.config import default_config_path
+    from ipamguard.daemon.reporter import Reporter
+    from ipamguard.state import daemon_paths
+
+    state_path, counters_path = daemon_paths(user)
+    return Reporter(
+        config,
+        state_path=state_path,
+        counters_path=counters_path,
+        user=user,
+        config_path=config_path or default_config_path(user),
+    )
 
 
 def _warn(config: Config) -> None:

@@ -7,13 +7,19 @@ period needs two observations far enough apart) and what was last alerted
 
 from __future__ import annotations
 
+import dataclasses
+
 import structlog
 
 from ipamguard import messages
+from ipamguard.capacity import read_gateways
 from ipamguard.config import Config
 from ipamguard.context import Context, daemon_context
+from ipamguard.daemon.capacitywatch import CapacityWatch
 from ipamguard.daemon.cycle_api import CycleResult
 from ipamguard.daemon.linkwatch import LinkWatch
+from ipamguard.daemon.measures import measure
+from ipamguard.doctor.analysis import MANAGED
 from ipamguard.errors import Changed, IpamguardError
 from ipamguard.healing import Observation, RepairResult, judge, observe, repair
 from ipamguard.liveness.podman_api import FAILURE_PREFIX
@@ -37,15 +43,30 @@ class ReconcileCycle:
         self.refusals: dict[FindingKey, str] = {}
         # systemd-networkd manages the host's links; a rootless podman's are its own
         self.links = links if links is not None else (None if user else LinkWatch())
+        self.capacity = CapacityWatch()
 
     def run(self, reason: str, config: Config) -> CycleResult:
         result = self._reconcile(config)
+        conflicts, problems = self._check_links()
+        if result.measures is not None:
+            self.capacity.run(result.measures.subnets, config.alerts.subnet_free_percent)
+            measures = dataclasses.replace(
+                result.measures, networkd_conflicts=conflicts, link_problems=problems
+            )
+            result = dataclasses.replace(result, measures=measures)
+        return result
+
+    def _check_links(self) -> tuple[int | None, int | None]:
+        """(links networkd manages, every link problem); None where it did not look."""
+        if self.links is None:
+            return None, None
         try:
-            if self.links is not None:
-                self.links.run()
+            self.links.run()
         except IpamguardError as error:  # the doctor part never stops the IPAM part
             log.debug("link check failed", error=str(error))
-        return result
+            return None, None
+        kinds = [kind for kind, _ in self.links.alerted]
+        return kinds.count(MANAGED), len(kinds)
 
     def _reconcile(self, config: Config) -> CycleResult:
         ctx = daemon_context(config, self.user)
@@ -58,6 +79,7 @@ class ReconcileCycle:
         for finding in findings:
             self._alert(finding)
         repaired: list[Finding] = []
+        outcomes: list[RepairResult] = []
         waits = [_next_confirmation(r, grace, o.taken_at) for _, o, r in judged]
         recheck = min((w for w in waits if w is not None), default=None)
         complete = all(r.liveness_complete for _, _, r in judged)
@@ -70,6 +92,7 @@ class ReconcileCycle:
                 except Changed as changed:  # podman wrote meanwhile: judge again, soon
                     log.debug("repair deferred", reason=str(changed))
                     outcome, recheck = RepairResult(), RECHECK_AFTER_CHANGE
+                outcomes.append(outcome)
                 repaired += outcome.released
             for finding in repaired:
                 self.first_seen.pop(finding.key, None)
@@ -83,6 +106,12 @@ class ReconcileCycle:
             podman_ok=not any(f.startswith(FAILURE_PREFIX) for f in failures),
             repair_enabled=config.repair.enabled,
             recheck_after=recheck if config.repair.enabled else None,
+            measures=measure(
+                [(store.kind, observation.state) for store, observation, _ in judged],
+                findings,
+                outcomes,
+                read_gateways(ctx.paths.network_dir),
+            ),
         )
 
     def _judge(

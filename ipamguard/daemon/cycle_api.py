@@ -9,10 +9,38 @@ ipam.db): the service logs them with their MESSAGE_ID and retries later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from ipamguard.capacity import SubnetCapacity
 from ipamguard.config import Config
+
+FindingCounts = Mapping[tuple[str, str, str], int]  # (store, network, kind) -> how many
+
+
+@dataclass(frozen=True)
+class CycleMeasures:
+    """What a reconcile saw and did, for metrics and the state file (counts only:
+    never container IDs, so that label sets stay bounded)."""
+
+    findings: FindingCounts = field(default_factory=dict)
+    """Open findings (after this cycle's releases) per store, network and kind."""
+    networks: tuple[tuple[str, str], ...] = ()
+    """(store, network) of every network bucket seen, findings or not."""
+    subnets: tuple[SubnetCapacity, ...] = ()
+    """Every subnet's size and allocations, after this cycle's releases."""
+    released: Mapping[str, int] = field(default_factory=dict)
+    """Findings released by this cycle, per kind."""
+    refused: Mapping[str, int] = field(default_factory=dict)
+    """Releases refused by this cycle, per reason (a short category)."""
+    lock_hold_seconds: float | None = None
+    """How long this cycle's last write held ipam.db's exclusive lock (None: no write)."""
+    networkd_conflicts: int | None = None
+    """Container links managed by systemd-networkd (None: the doctor could not look)."""
+    link_problems: int | None = None
+    """Every problem of the doctor's link check, the above included (veth off its
+    bridge or down, bridge down); None: the doctor could not look."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +56,8 @@ class CycleResult:
     recheck_after: float | None = None
     """Seconds after which the cycle wants to run again, e.g. when a finding's grace
     period ends; None: at the next trigger or resync."""
+    measures: CycleMeasures | None = None
+    """The details behind the counts (None: a cycle that does not measure)."""
 
     @property
     def summary(self) -> str:
@@ -53,3 +83,31 @@ class Cycle(Protocol):
     """One full reconcile; ``reason`` says what triggered it (for logs)."""
 
     def run(self, reason: str, config: Config) -> CycleResult: ...
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    """One reconcile as the service saw it: handed to the ``CycleObserver``."""
+
+    reason: str
+    started_at: float  # time.time()
+    seconds: float
+    config: Config
+    podman_ok: bool  # the service's view: event stream and API
+    result: CycleResult | None  # None: the reconcile failed
+    error: str | None = None
+
+
+class CycleObserver(Protocol):
+    """Told about every reconcile and podman state change (the state file, metrics).
+
+    Called in the event loop's thread; an exception is logged as a bug, never fatal.
+    """
+
+    def started(self) -> None: ...
+
+    def cycle_finished(self, outcome: CycleOutcome) -> None: ...
+
+    def podman_changed(self, reachable: bool) -> None: ...
+
+    def stopped(self) -> None: ...

@@ -13,6 +13,8 @@
   running reconcile finishes (a write is never cut short), then ``run`` returns.
 
 The reconcile itself is the ``Cycle`` (cycle_api.py), run in a worker thread.
+An optional ``CycleObserver`` (the status file and metrics: reporter.py) is told
+about the start, every reconcile, podman's state changes and the stop.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import structlog
 
 from ipamguard import __version__, messages
 from ipamguard.config import Config, config_changes
-from ipamguard.daemon.cycle_api import Cycle, CycleResult
+from ipamguard.daemon.cycle_api import Cycle, CycleObserver, CycleOutcome, CycleResult
 from ipamguard.daemon.schedule import Schedule
 from ipamguard.daemon.triggers import Trigger, TriggerSource
 from ipamguard.errors import (
@@ -75,9 +77,11 @@ class Service:
         notifier: NotifySink,
         watchdog_seconds: float | None = None,
         on_config: Callable[[Config], None] | None = None,
+        observer: CycleObserver | None = None,
     ) -> None:
         """load_config: reads the file again (SIGHUP); on_config: applies a new one
-        outside the service (logging); make_sources: the trigger sources for a config."""
+        outside the service (logging); make_sources: the trigger sources for a config;
+        observer: told about every reconcile (status file, metrics)."""
         self.config = config
         self._cycle = cycle
         self._load_config = load_config
@@ -85,6 +89,7 @@ class Service:
         self._notifier = notifier
         self._watchdog_seconds = watchdog_seconds
         self._on_config = on_config
+        self._observer = observer
         self._sources: Sequence[TriggerSource] = ()
         self._stopping = False
         self._reload_requested = False
@@ -145,6 +150,7 @@ class Service:
         )
         self._start_sources()
         watchdog = loop.create_task(self._watchdog()) if self._watchdog_seconds else None
+        self._observe("started")
         try:
             await self._run_cycle("start")
             if not self._stopping:
@@ -173,6 +179,7 @@ class Service:
                     await asyncio.wait_for(self._wake.wait(), schedule.due_at() - now)
         finally:
             self._stop_sources()
+            self._observe("stopped")
             if watchdog is not None:
                 watchdog.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -197,14 +204,19 @@ class Service:
     async def _run_cycle(self, reason: str) -> None:
         assert self._loop is not None and self._schedule is not None
         started = self._cycle_started = self._loop.time()
+        started_at = time.time()
         recheck_after: float | None = RETRY_AFTER_FAILURE
+        result: CycleResult | None = None
+        failure: str | None = None
         try:
             result = await asyncio.to_thread(self._cycle.run, reason, self.config)
         except IpamguardError as error:
             self._cycle_failed(reason, error)
+            failure = str(error)
         except Exception:
             log.exception("reconcile failed: this is a bug", reason=reason)
             self._summary = "last reconcile failed (a bug, see the log)"
+            failure = "a bug (see the log)"
         else:
             recheck_after = result.recheck_after
             self._cycle_done(reason, result, self._loop.time() - started)
@@ -213,6 +225,11 @@ class Service:
             self.cycles += 1
         self._schedule.finished(self._loop.time(), recheck_after)
         self._send_status()
+        outcome = CycleOutcome(
+            reason, started_at, self._loop.time() - started, self.config, self.podman_ok,
+            result, failure,
+        )  # fmt: skip
+        self._observe("cycle_finished", outcome)
 
     def _cycle_done(self, reason: str, result: CycleResult, seconds: float) -> None:
         if self._last_failure is not None:
@@ -255,6 +272,7 @@ class Service:
             self._podman_api_ok = api
         if self.podman_ok == was_ok:
             return
+        self._observe("podman_changed", self.podman_ok)
         if self.podman_ok:
             log.info(
                 "podman is reachable again; resyncing",
@@ -279,6 +297,15 @@ class Service:
         if self._status_sent is not None and status != self._status_sent:
             self._notifier.notify(STATUS=status)
             self._status_sent = status
+
+    def _observe(self, event: str, *args: object) -> None:
+        """Tell the observer; its failure is a bug to log, never the daemon's end."""
+        if self._observer is None:
+            return
+        try:
+            getattr(self._observer, event)(*args)
+        except Exception:
+            log.exception("reporting failed: this is a bug", event=event)
 
     # ----------------------------------------------------------------- reload
 

@@ -91,6 +91,10 @@ def test_the_sandbox_leaves_what_the_daemon_needs() -> None:
     )
     assert service["StateDirectory"] == ["ipamguard"]
     assert service["StateDirectoryMode"] == ["0700"]
+    # the status file (/run/ipamguard/state.json): systemd's default mode 0755, so
+    # that `ipamguard status` reads it without privileges
+    assert service["RuntimeDirectory"] == ["ipamguard"]
+    assert service.get("RuntimeDirectoryMode", ["0755"]) == ["0755"]
     # those directories exist before the sandbox is set up (or stay read-only)
     pre = " ".join(service["ExecStartPre"])
     for path in writable:
