@@ -847,23 +847,30 @@ class Sandbox:
             self.podman_user("import", "--quiet", str(busybox_image_tar()), IMAGE)
         return user
 
-    def _as_user(self, argv: Sequence[str | os.PathLike[str]], kw: dict[str, Any]) -> list[str]:
+    def _as_user(
+        self, argv: Sequence[str | os.PathLike[str]], env: Mapping[str, str] | None
+    ) -> tuple[list[str], dict[str, str]]:
+        """argv and env of argv run as the rootless user (setpriv drops root)."""
         user = self.rootless
-        kw["env"] = {**user.env(str(Path(self.python).parent)), **kw.get("env", {})}
-        return [
+        command = [
             "setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", "--",
             *(os.fspath(a) for a in argv),
         ]  # fmt: skip
+        return command, {**user.env(str(Path(self.python).parent)), **(env or {})}
 
     def run_as_user(
-        self, *argv: str | os.PathLike[str], **kw: Any
+        self, *argv: str | os.PathLike[str], env: Mapping[str, str] | None = None, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
         """run() as the rootless user (setpriv; HOME, XDG_RUNTIME_DIR, PATH of the user)."""
-        return self.run(*self._as_user(argv, kw), **kw)
+        command, user_env = self._as_user(argv, env)
+        return self.run(*command, env=user_env, **kw)
 
-    def popen_as_user(self, *argv: str | os.PathLike[str], **kw: Any) -> subprocess.Popen[Any]:
+    def popen_as_user(
+        self, *argv: str | os.PathLike[str], env: Mapping[str, str] | None = None, **kw: Any
+    ) -> subprocess.Popen[Any]:
         """popen() as the rootless user."""
-        return self.popen(*self._as_user(argv, kw), **kw)
+        command, user_env = self._as_user(argv, env)
+        return self.popen(*command, env=user_env, **kw)
 
     def podman_user(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         """``podman ARGS`` as the rootless user: rootless podman 5.4."""
@@ -903,18 +910,11 @@ class Sandbox:
         """The seed incident: ``ip`` on ``network`` stays allocated to a removed container.
 
         ``podman run -d --name NAME --network NET --ip IP``, copy ipam.db aside,
-        ``podman rm -f -t0 NAME``, copy it back. Returns the (gone) container's ID.
+        ``podman rm -f -t0 NAME``, wait until its conmon and exit command are gone,
+        copy it back. Returns the (gone) container's ID.
         user: as the rootless user (enable_rootless()), in its own ipam.db.
         """
-        if user:
-            podman, db = self.podman_user, self.rootless.ipam_db
-            cid = podman("run", "-d", "--name", name, "--network", network, "--ip", ip,
-                         IMAGE, "sleep", "1000").stdout.strip()  # fmt: skip
-            saved = self.read_file(db)
-            podman("rm", "-f", "-t0", name)
-            self.write_file(db, saved)
-            return cid
-        return self._stage(name, ["--network", network, "--ip", ip], root)
+        return self._stage(name, ["--network", network, "--ip", ip], root, user)
 
     def stage_leak_multi(
         self, name: str, ips: Mapping[str, str], *, root: StorageRoot | None = None
@@ -929,14 +929,33 @@ class Sandbox:
             net_args += ["--network", f"{network}:ip={ip}"]
         return self._stage(name, net_args, root)
 
-    def _stage(self, name: str, net_args: Sequence[str], root: StorageRoot | None) -> str:
-        cid = self.podman(
-            "run", "-d", "--name", name, *net_args, IMAGE, "sleep", "1000", root=root
-        ).stdout.strip()
-        saved = self.read_file(IPAM_DB)
-        self.podman("rm", "-f", "-t0", name, root=root)
-        self.write_file(IPAM_DB, saved)
+    def _stage(
+        self, name: str, net_args: Sequence[str], root: StorageRoot | None, user: bool = False
+    ) -> str:
+        def podman(*args: str) -> subprocess.CompletedProcess[str]:
+            return self.podman_user(*args) if user else self.podman(*args, root=root)
+
+        db = self.rootless.ipam_db if user else IPAM_DB
+        cid = podman("run", "-d", "--name", name, *net_args, IMAGE, "sleep", "1000").stdout.strip()
+        saved = self.read_file(db)
+        podman("rm", "-f", "-t0", name)
+        self.wait_processes_gone(cid)
+        self.write_file(db, saved)
         return cid
+
+    def wait_processes_gone(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until no process inside has text (e.g. a container ID) in its command line.
+
+        ``podman rm -f`` may return while the container's conmon (``-c ID``) and its exit
+        command (``podman ... container cleanup ID``) are still exiting (seen on both
+        podmans, more often on 5.4 on a loaded machine); until they are gone, ipamguard
+        rightly counts the container as alive.
+        """
+        deadline = time.monotonic() + timeout
+        while left := [p for p in self.processes() if text in p]:
+            if time.monotonic() > deadline:
+                raise SandboxError(f"still running after {timeout}s: {left}")
+            time.sleep(0.02)
 
     def second_root(self, name: str) -> StorageRoot:
         """A second libpod instance (own --root/--runroot, shared ipam.db), with the image."""
@@ -979,9 +998,8 @@ class Sandbox:
         sock = self._api_socket(user)
         argv = ["podman", "system", "service", "--time=0", f"unix://{sock}"]
         if user:
-            kw: dict[str, Any] = {}
             self.run_as_user("mkdir", "-p", os.path.dirname(sock))
-            self._start_daemon(name, self._as_user(argv, kw), env=kw["env"])
+            self._start_daemon(name, *self._as_user(argv, None))
         else:
             self.run("mkdir", "-p", os.path.dirname(sock))
             self._start_daemon(name, argv)
