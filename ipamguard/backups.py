@@ -77,11 +77,55 @@ def _write_file(backup_dir: str, name: str, data: bytes) -> str:
     return path
 
 
-def write_backup(data: bytes, txid: int, backup_dir: str, keep: int) -> str:
-    """Write ``data`` (a whole ipam.db) as a new full copy; return its path."""
-    path = _write_file(backup_dir, f"ipam.db.{_stamp()}.txid{txid}.bak", data)
+def write_backup(
+    data: bytes, txid: int, backup_dir: str, keep: int, location: str | None = None
+) -> str:
+    """Write ``data`` (a whole ipam.db) as a new full copy; return its path.
+
+    ``location``: the file it is a copy of, recorded beside it (``COPY.json``), so
+    that ``restore`` can tell a backup of another file.
+    """
+    name = f"ipam.db.{_stamp()}.txid{txid}.bak"
+    if location is not None:
+        about = {"version": RECORD_VERSION, "location": location, "txid": txid}
+        _write_file(backup_dir, name + ".json", json.dumps(about).encode() + b"\n")
+    path = _write_file(backup_dir, name, data)
     prune_backups(backup_dir, keep)
     return path
+
+
+def copy_location(path: str) -> str | None:
+    """The file a full copy was taken of (None: not recorded, e.g. an older backup)."""
+    try:
+        with open(path + ".json", "rb") as about:
+            document = json.loads(about.read())
+    except (OSError, ValueError):
+        return None
+    location = document.get("location") if isinstance(document, dict) else None
+    return location if isinstance(location, str) else None
+
+
+def full_copy_due(backup_dir: str, location: str, every: float) -> bool:
+    """Is a full copy of ``location`` due: none newer than ``every`` seconds, or none
+    since this machine booted?"""
+    newest = 0.0
+    for backup in list_backups(backup_dir):
+        if backup.kind == "copy" and copy_location(backup.path) == location:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.stat(backup.path).st_mtime)
+    return newest < max(time.time() - every, boot_time())
+
+
+def boot_time() -> float:
+    """When this machine booted (seconds since the epoch; 0 if unknown)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat_file:
+            for line in stat_file:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0.0
 
 
 def write_record(
@@ -158,6 +202,9 @@ def prune_backups(backup_dir: str, keep: int) -> None:
         for old in mine[: max(len(mine) - keep, 0)]:
             with contextlib.suppress(OSError):
                 os.unlink(old.path)
+            if kind == "copy":
+                with contextlib.suppress(OSError):
+                    os.unlink(old.path + ".json")
 
 
 def check_backup_dir(backup_dir: str, owner: int) -> None:

@@ -60,6 +60,7 @@ class PathsConfig:
     network_dir: str | None = None
     backup_dir: str | None = None  # None: /var/lib/ipamguard/backups, or the user's
     backups_keep: int = 20
+    full_backup_seconds: float = 3600.0  # a full copy of ipam.db at most this often
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ _SCHEMA: Mapping[str, tuple[type[Any], Mapping[str, Check]]] = {
             "network_dir": _absolute_path,
             "backup_dir": _absolute_path,
             "backups_keep": _positive_integer,
+            "full_backup_seconds": _seconds(7 * 86400),
         },
     ),
     "log": (LogConfig, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),

@@ -51,6 +51,7 @@ class Context:
     lock_timeout: float = 2.0
     podman_timeout: float = 5.0
     backups_keep: int = 20
+    full_backup_seconds: float = 3600.0
     podman_command: bool = False  # ask the `podman` command when the API socket is absent
     create_locks: bool = True  # create podman's missing lock files (not for offline copies)
     proc: str = "/proc"
@@ -88,9 +89,10 @@ class Context:
 
         return [
             NetavarkStore(
-                self.paths.db, self.lock_timeout, self.paths.backup_dir, self.backups_keep
+                self.paths.db, self.lock_timeout, self.paths.backup_dir, self.backups_keep,
+                self.full_backup_seconds,
             )
-        ]
+        ]  # fmt: skip
 
     def prober(self) -> Prober | None:
         """Probes addresses on their network's bridge; None where that cannot work.
@@ -117,6 +119,7 @@ def build_context(
     lock_timeout: float = 2.0,
     podman_timeout: float = 5.0,
     backups_keep: int = 20,
+    full_backup_seconds: float = 3600.0,
     podman_command: bool = False,
 ) -> Context:
     """The context for root's podman (``user`` False), the caller's rootless podman
@@ -130,15 +133,25 @@ def build_context(
         socket_url=overrides.socket_url or paths.socket_url,
         backup_dir=overrides.backup_dir or paths.backup_dir,
     )
+    offline = is_offline(paths)
+    if offline and not overrides.backup_dir:
+        # a copy's backups stay beside it, never among the live file's
+        paths = dataclasses.replace(paths, backup_dir=offline_backup_dir(paths.db))
     return Context(
         paths,
         lock_timeout=lock_timeout,
         podman_timeout=podman_timeout,
         backups_keep=backups_keep,
         # a URL named explicitly is the one to ask, not the podman command
+        full_backup_seconds=full_backup_seconds,
         podman_command=podman_command and not overrides.socket_url,
-        create_locks=not is_offline(paths),
+        create_locks=not offline,
     )
+
+
+def offline_backup_dir(db: str) -> str:
+    """Where the backups of an offline copy of ipam.db go: beside it."""
+    return os.path.join(os.path.dirname(os.path.abspath(db)), ".ipamguard-backups")
 
 
 def is_offline(paths: PodmanPaths) -> bool:
@@ -188,4 +201,5 @@ def daemon_context(config: Config, user: bool) -> Context:
         lock_timeout=DAEMON_LOCK_TIMEOUT,
         podman_timeout=config.podman.timeout_seconds,
         backups_keep=config.paths.backups_keep,
+        full_backup_seconds=config.paths.full_backup_seconds,
     )

@@ -17,8 +17,9 @@ repair, release and restore all write through ``write_fenced``:
 4. ``decide`` re-makes the plan on that transaction with the fresh local liveness.
 5. Each address to be released is probed on its network (``prober``): an answer
    means something holds it, whatever podman says, and that release is refused.
-6. A backup, then the changes, committed under the store's own file lock, which
-   is held for milliseconds (probing happens before, without it).
+6. The changes are made in memory, then the backup records exactly what they
+   remove (synced to disk), then the commit, under the store's own file lock,
+   which is held for milliseconds (probing happens before, without it).
 """
 
 from __future__ import annotations
@@ -109,10 +110,10 @@ def write_fenced(
             if not actions:
                 wtx.rollback()
                 return result
-            result.backup = wtx.backup()
             for action in actions:
-                action.apply(wtx)
+                action.apply(wtx)  # in memory: nothing is written before the commit
                 result.done.extend(action.items)
+            result.backup = wtx.backup()
             return result
 
         result, info = store.write(work)

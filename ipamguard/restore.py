@@ -13,12 +13,14 @@ refused unless forced.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ipamguard.backups import copy_location, is_record, read_record
 from ipamguard.bolt import Tx, load_snapshot
 from ipamguard.context import Context
-from ipamguard.errors import BoltError, InvalidDatabase, PodmanUnavailable, Refused
+from ipamguard.errors import BoltError, InvalidDatabase, PodmanUnavailable, Refused, UsageError
 from ipamguard.fenced import Action, Decision, Prober, write_fenced
 from ipamguard.ipam.model import Allocation, IpamState, read_ipam
 from ipamguard.liveness import LivenessSnapshot, collect
@@ -35,6 +37,7 @@ class RestorePlan:
     written: bool = False
     safety_backup: str | None = None
     notes: list[str] = field(default_factory=list)
+    kind: str = "copy"  # "copy": the whole file; "record": what one release removed
 
 
 def read_backup(path: str) -> Tx:
@@ -78,7 +81,18 @@ def restore(
     dry_run: bool,
     confirm: Callable[[RestorePlan], None] | None,
     prober: Prober | None,
+    other_file: bool = False,
 ) -> RestorePlan:
+    """Put a backup back: a release record (what one release removed) or a full copy.
+
+    A backup of another file than ``store``'s is refused unless ``other_file``.
+    """
+    if is_record(backup_path):
+        return restore_record(
+            store, backup_path, force=force, dry_run=dry_run, confirm=confirm,
+            other_file=other_file, ctx=ctx,
+        )  # fmt: skip
+    _same_file(backup_path, copy_location(backup_path), store.location, other_file)
     source = read_backup(backup_path)
     backup = read_ipam(source)
     snapshot = store.read()
@@ -120,6 +134,80 @@ def restore(
     done = result.done[0] if result.done else plan
     done.written, done.safety_backup, done.notes = result.written, result.backup, result.notes
     return done
+
+
+def restore_record(
+    store: AllocationStore,
+    record_path: str,
+    *,
+    force: bool,
+    dry_run: bool,
+    confirm: Callable[[RestorePlan], None] | None,
+    other_file: bool,
+    ctx: Context,
+) -> RestorePlan:
+    """Re-insert exactly what one release removed, refusing what was taken since
+    (unless ``force``), through the fenced write path."""
+    record = read_record(record_path)
+    if record["store"] != store.kind:
+        raise UsageError(
+            f"{record_path} is a record of the {record['store']} store, not of {store.kind}"
+        )
+    _same_file(record_path, record["location"], store.location, other_file)
+    plan = RestorePlan(record_path, kind="record")
+    plan.added = _record_allocations(record)
+    snapshot = store.read()
+
+    def conflicts_of(wtx: WriteTx) -> list[str]:
+        found = wtx.record_conflicts(record)
+        return [f"{line} (taken since the release)" for line in found]
+
+    def decide(wtx: WriteTx, local: LivenessSnapshot) -> Decision[RestorePlan]:
+        plan.conflicts = conflicts_of(wtx)
+        if dry_run:  # shows the conflicts, refuses nothing, writes nothing
+            wtx.rollback()
+            return Decision()
+        if plan.conflicts and not force:
+            _refuse_conflicts(plan, force)
+
+        def apply(tx: WriteTx) -> None:
+            tx.put_back(record)
+
+        return Decision([Action([plan], [], apply)])
+
+    if confirm is not None and not dry_run:
+        confirm(plan)
+    result = write_fenced(ctx, store, snapshot.fence, decide, None)
+    plan.written, plan.safety_backup, plan.notes = result.written, result.backup, result.notes
+    return plan
+
+
+def _record_allocations(record: dict[str, object]) -> list[Allocation]:
+    """The allocations a record holds, as far as they can be read (for display)."""
+    found = []
+    summary = record.get("allocations")
+    for item in summary if isinstance(summary, list) else []:
+        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in _FIELDS):
+            found.append(Allocation(*(str(item[k]) for k in _FIELDS)))
+    return found
+
+
+_FIELDS = ("network", "subnet", "ip", "container_id")
+
+
+def _same_file(backup: str, location: str | None, live: str, other_file: bool) -> None:
+    """Refuse a backup of another file than ``live`` unless ``other_file``."""
+    if location is None or other_file:
+        return
+    try:
+        same = os.path.samefile(location, live)
+    except OSError:
+        same = os.path.realpath(location) == os.path.realpath(live)
+    if not same:
+        raise Refused(
+            f"{backup} is a backup of {location}, not of {live}; nothing was restored "
+            "(--other-file restores it anyway)"
+        )
 
 
 def _refuse_conflicts(plan: RestorePlan, force: bool) -> None:

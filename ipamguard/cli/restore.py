@@ -29,11 +29,21 @@ def register(subparsers: Any) -> None:
         "on its network, unless --force.",
         epilog="Exit codes: 0 restored (or --dry-run shows changes), 1 nothing differs, 2 error.",
     )
-    parser.add_argument("backup", metavar="FILE", help="a backup (see `ipamguard backups`)")
+    parser.add_argument(
+        "backup",
+        metavar="FILE",
+        help="a backup (see `ipamguard backups`): a release record puts back exactly what "
+        "one release removed; a full copy rewrites the whole file",
+    )
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--dry-run", action="store_true", help="show what would change")
     parser.add_argument(
         "--force", action="store_true", help="restore even over live containers' addresses"
+    )
+    parser.add_argument(
+        "--other-file",
+        action="store_true",
+        help="restore a backup that was taken of another file than --db",
     )
     add_db_option(parser)
     add_liveness_options(parser)
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = restore(
         ctx, ctx.stores()[0], args.backup, force=args.force, dry_run=args.dry_run,
-        confirm=None if args.yes else ask, prober=ctx.prober(),
+        confirm=None if args.yes else ask, prober=ctx.prober(), other_file=args.other_file,
     )  # fmt: skip
     if args.json:
         print_json(

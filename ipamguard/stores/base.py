@@ -10,9 +10,9 @@ so that a decision made on one snapshot is only ever applied to that snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ipamguard.ipam.model import IpamState
 from ipamguard.ipam.release import ReleasePlan
@@ -56,8 +56,18 @@ class WriteTx(Protocol):
         """Make the store hold exactly ``source`` (a backup read by ``read_backup``)."""
         ...
 
+    def record_conflicts(self, record: Mapping[str, Any]) -> list[str]:
+        """What a release record (ipamguard.backups) would put back over something that
+        holds it now, one line each."""
+        ...
+
+    def put_back(self, record: Mapping[str, Any]) -> int:
+        """Re-insert what a release record removed; how many entries were put back."""
+        ...
+
     def backup(self) -> str:
-        """Save what this transaction starts from; return where (BackupError)."""
+        """Save what this transaction's changes remove (called after the changes, before
+        the commit), synced; return where (BackupError: nothing is written)."""
         ...
 
     def rollback(self) -> None:

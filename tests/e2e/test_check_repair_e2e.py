@@ -184,12 +184,20 @@ def test_seed_incident_on_two_networks_check_then_repair(sandbox: Sandbox, oracl
     doc, _ = repair(sandbox, rc=0)  # default backup dir
     assert released(doc) == {(NET_A, "172.19.10.11", leak), (NET_B, "172.19.20.11", leak)}
     assert not doc["refused"], doc
-    backup = doc["backup"]
-    assert backup and backup.startswith(DEFAULT_BACKUPS + "/"), doc
+    backup = doc["backup"]  # a record of what was removed, and (first write) a full copy
+    assert backup and backup.startswith(DEFAULT_BACKUPS + "/release.netavark."), doc
     st = sandbox.host_path(backup).stat()
     assert st.st_mode & 0o777 == 0o600, oct(st.st_mode)
-    assert sandbox.read_file(backup) == pre_repair  # the exact file the write started from
-    assert_oracle_clean(oracle, sandbox, backup)
+    record = json.loads(sandbox.read_file(backup))
+    assert {(a["network"], a["ip"], a["container_id"]) for a in record["allocations"]} == {
+        (NET_A, "172.19.10.11", leak),
+        (NET_B, "172.19.20.11", leak),
+    }
+    assert record["location"] == IPAM_DB
+    copy = record["full_copy"]
+    assert sandbox.read_file(copy) == pre_repair  # the exact file the write started from
+    assert sandbox.host_path(copy).stat().st_mode & 0o777 == 0o600
+    assert_oracle_clean(oracle, sandbox, copy)
 
     after = ipam(oracle, sandbox)
     assert after == without(before, leak)  # only the leak went; healthy ones untouched
@@ -516,15 +524,19 @@ def test_backups_and_restore(sandbox: Sandbox, oracle: Oracle) -> None:
 
     ig(sandbox, "backups", "--backup-dir", BACKUPS, rc=None)  # none yet: no error, no traceback
     doc, _ = repair(sandbox, "--backup-dir", BACKUPS, rc=0)
-    first = doc["backup"]
-    assert first and first.startswith(BACKUPS + "/"), doc
+    first = doc["backup"]  # the record of this release
+    assert first and first.startswith(BACKUPS + "/release.netavark."), doc
     assert sandbox.host_path(first).stat().st_mode & 0o777 == 0o600
-    assert sandbox.read_file(first) == leaked_bytes
+    copy = json.loads(sandbox.read_file(first))["full_copy"]  # the first write after boot
+    assert sandbox.read_file(copy) == leaked_bytes
     repaired = ipam(oracle, sandbox)
     assert repaired == without(leaked_state, leak)
 
     res = ig(sandbox, "backups", "--backup-dir", BACKUPS, "--json", rc=0)
-    assert [e["path"] for e in backup_entries(as_json(res))] == [first], show(res)
+    entries = backup_entries(as_json(res))
+    assert sorted((e["kind"], e["path"]) for e in entries) == [("copy", copy), ("record", first)], (
+        show(res)
+    )
     res = ig(sandbox, "backups", "--backup-dir", BACKUPS, rc=0)
     assert first.rsplit("/", 1)[1] in res.stdout, show(res)
 
@@ -548,6 +560,8 @@ def test_backups_and_restore(sandbox: Sandbox, oracle: Oracle) -> None:
     ig(sandbox, "restore", first, "--yes", "--backup-dir", BACKUPS, rc=0)
     assert ipam(oracle, sandbox) == leaked_state
     assert_oracle_clean(oracle, sandbox)
+    # the full copy holds the same: nothing differs now
+    ig(sandbox, "restore", copy, "--yes", "--backup-dir", BACKUPS, rc=1)
     assert_holds(ipam(oracle, sandbox), healthy, container_ips(sandbox, "healthy"))
     # podman keeps working with the restored file
     sandbox.podman("run", "--rm", "--network", NET_A, IMAGE, "true")
@@ -569,8 +583,9 @@ def test_backups_and_restore(sandbox: Sandbox, oracle: Oracle) -> None:
     res = ig(sandbox, "restore", second, "--yes", "--backup-dir", BACKUPS, rc=2)
     assert "172.19.10.11" in res.stderr or taker[:12] in res.stderr, show(res)
     assert sha(sandbox) == digest
-    res = ig(sandbox, "restore", second, "--dry-run")
+    res = ig(sandbox, "restore", second, "--dry-run", rc=0)  # shows the conflict
     assert "172.19.10.11" in res.stdout + res.stderr, show(res)
+    assert "taken since" in res.stderr, show(res)
     assert sha(sandbox) == digest
     state = ipam(oracle, sandbox)
     assert_holds(state, taker, {NET_A: "172.19.10.11"})
