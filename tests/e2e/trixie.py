@@ -207,14 +207,22 @@ def _build(log: bool) -> None:
 
 
 def _install_venv(root: Path) -> None:
-    """python3 -m venv VENV; pip install the requirements: the root's python3.13, in a chroot."""
+    """python3 -m venv; pip install the requirements: the root's python3.13, in a chroot.
+
+    Built as VENV.new and renamed into place, so that a sandbox of another session
+    running from the old venv meanwhile loses it for a rename only. (A moved venv
+    works when run as ``VENV/bin/python -m ...``, as the sandbox does; its scripts'
+    shebangs name VENV.new.)
+    """
     shutil.copy(CA_BUNDLE, root / CA_BUNDLE.lstrip("/"))
     shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
-    venv = root / VENV.lstrip("/")
-    shutil.rmtree(venv, ignore_errors=True)
+    new, venv, old = (root / f"{VENV}{suffix}".lstrip("/") for suffix in (".new", "", ".old"))
+    shutil.rmtree(new, ignore_errors=True)  # a killed install (we hold the lock)
     q = shlex.quote
-    inner = f"python3 -m venv {VENV} && {VENV}/bin/pip install --quiet --no-input " + " ".join(
-        q(r) for r in pip_requirements()
+    requirements = " ".join(q(r) for r in pip_requirements())
+    inner = (
+        f"python3 -m venv {VENV}.new && "
+        f"{VENV}.new/bin/python -m pip install --quiet --no-input {requirements}"
     )
     script = (
         "set -e\n"
@@ -234,7 +242,12 @@ def _install_venv(root: Path) -> None:
         if os.environ.get(name) and not os.environ[name].startswith("file:"):
             env[name] = os.environ[name]
     _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], None, env=env)
-    (venv / PIP_STAMP).write_text(json.dumps(_pip_stamp()) + "\n")
+    (new / PIP_STAMP).write_text(json.dumps(_pip_stamp()) + "\n")
+    shutil.rmtree(old, ignore_errors=True)
+    if venv.exists():
+        os.rename(venv, old)
+    os.rename(new, venv)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _run(argv: Sequence[str], log: Path | None, env: dict[str, str] | None = None) -> None:
