@@ -22,7 +22,9 @@ exit codes:
 """
 
 # Sub-command modules, in the order --help lists them.
-COMMANDS = ("dump", "check", "repair", "release", "backups", "restore", "daemon", "doctor")
+COMMANDS = (
+    "dump", "check", "repair", "release", "backups", "restore", "daemon", "status", "doctor",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -305,7 +305,7 @@ class Service:
         try:
             getattr(self._observer, event)(*args)
         except Exception:
-            log.exception("reporting failed: this is a bug", event=event)
+            log.exception("reporting failed: this is a bug", hook=event)
 
     # ----------------------------------------------------------------- reload
 

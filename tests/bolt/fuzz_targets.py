@@ -49,14 +49,19 @@ class Base:
         return self.raw.page_size
 
 
-def _one_bucket_txs(path: list[bytes], items: list[tuple[bytes, bytes]], per_tx: int) -> list:
+def _one_bucket_txs(
+    path: list[bytes], items: list[tuple[bytes, bytes]], per_tx: int
+) -> list[list[Op]]:
     return [
         [put(path, k, v) for k, v in items[i : i + per_tx]] for i in range(0, len(items), per_tx)
     ]
 
 
 def ipam_txs() -> list[list[Op]]:
-    """ipam.db as netavark fills it: three networks, one dual-stack, a quarter released."""
+    """ipam.db as netavark fills it: three networks (one dual-stack, one small enough for
+    inline buckets), then a quarter of the first one's containers released. netavark writes
+    an allocation's IP key and ids entry in one transaction; here the subnet's keys and the
+    ids entries go in transactions of their own (the same content, stable bytes)."""
     rng = random.Random(7)
     txs: list[list[Op]] = []
     nets = {
@@ -101,7 +106,8 @@ def ipam_txs() -> list[list[Op]]:
 
 
 def deep_txs() -> list[list[Op]]:
-    """Long keys in small pages: four levels of branches, then deletes (merges, free pages)."""
+    """Long keys in 1 KiB pages: a tree three pages deep (branches of branches), overflow
+    values, an inline bucket, then deletes (merged pages, free pages)."""
     rng = random.Random(8)
     keys = sorted({rng.randbytes(rng.randint(30, 90)) for _ in range(600)})
     items = [(k, rng.randbytes(rng.randint(0, 40))) for k in keys]
@@ -229,7 +235,7 @@ def _page_regions(raw: rb.RawFile, page: rb.Page) -> list[Region]:
         regions.append(Region(group, "key", key_at, ksize))
         end = max(end, value_at + vsize)
         if elem.flags & rb.BUCKET_LEAF:
-            regions += _bucket_value_regions(raw.data, value_at, vsize)
+            regions += _bucket_value_regions(raw.data, value_at)
         elif vsize:
             regions.append(Region(group, "value", value_at, vsize))
     slack = at + (page.overflow + 1) * raw.page_size - end
@@ -238,7 +244,7 @@ def _page_regions(raw: rb.RawFile, page: rb.Page) -> list[Region]:
     return regions
 
 
-def _bucket_value_regions(data: bytes, at: int, size: int) -> list[Region]:
+def _bucket_value_regions(data: bytes, at: int) -> list[Region]:
     regions = [Region("bucket", "root", at, 8, 8), Region("bucket", "sequence", at + 8, 8, 8)]
     if struct.unpack_from("<Q", data, at)[0] != 0:
         return regions
@@ -251,7 +257,7 @@ def _bucket_value_regions(data: bytes, at: int, size: int) -> list[Region]:
         flags, pos, ksize, vsize = rb.LEAF_ELEM.unpack_from(data, elem)
         regions.append(Region("inline", "key", elem + pos, ksize))
         if flags & rb.BUCKET_LEAF:
-            regions += _bucket_value_regions(data, elem + pos + ksize, vsize)
+            regions += _bucket_value_regions(data, elem + pos + ksize)
         elif vsize:
             regions.append(Region("inline", "value", elem + pos + ksize, vsize))
     return regions

@@ -91,7 +91,7 @@ def allocate_ops(model: Model, rng: random.Random) -> list[Op]:
                 network = ipaddress.ip_network(name.decode())
             except ValueError:
                 continue
-            if b"ids" in nb.buckets:
+            if b"ids" in nb.buckets and network.num_addresses >= 4:
                 choices.append((net, name, sb, network))
     if not choices:
         return []

@@ -63,6 +63,9 @@ class Daemon:
                 "PYTHONPATH": f"{REPO}:{HERE}",
                 "NOTIFY_SOCKET": str(tmp / "notify"),
                 "IPAMGUARD_TEST_RECORD": str(self.record),
+                # the status file and counters, as systemd passes them (not the host's)
+                "RUNTIME_DIRECTORY": str(tmp / "run"),
+                "STATE_DIRECTORY": str(tmp / "state"),
                 **(env or {}),
             },
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -231,3 +234,31 @@ def test_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_the_shipped_cli_has_no_test_hook() -> None:
     result = run_cli("--cycle", "recording_cycle:make_cycle")
     assert result.returncode == 2 and "unrecognized arguments: --cycle" in result.stderr
+
+
+def test_status_reads_the_running_daemon_and_sees_it_stop(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """The status file lands in $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=);
+    ``ipamguard status`` reads it in another process, with the daemon's pid."""
+    d = daemon_factory()
+    d.wait_message("READY")
+    state = tmp_path / "run" / "state.json"
+
+    def status() -> tuple[int, dict[str, Any]]:
+        done = subprocess.run(
+            [sys.executable, "-m", "ipamguard", "status", "--json", "--state-file", str(state)],
+            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return done.returncode, json.loads(done.stdout)
+
+    code, report = status()  # running; podman's socket is missing: unhealthy
+    assert report["state"]["pid"] == d.proc.pid and report["state"]["running"]
+    assert report["state"]["last_cycle"]["reason"] == "start"
+    assert (code, report["status"]) == (2, "unhealthy")
+    assert report["reasons"] == ["podman is unreachable: nothing is released meanwhile"]
+    assert d.stop()[0] == 0
+    code, report = status()
+    assert (code, report["status"]) == (2, "not running")
+    assert report["reasons"][0].startswith("the daemon stopped ")
