@@ -65,7 +65,8 @@ def measure(
     ``outcomes``: what the repairs did (released findings are no longer open)."""
     released = [f for outcome in outcomes for f in outcome.released]
     gone = {f.key for f in released}
-    open_findings = Counter((f.store, f.network, f.kind) for f in findings if f.key not in gone)
+    still_open = [f for f in findings if f.key not in gone] if gone else findings
+    open_findings = Counter((f.store, f.network, f.kind) for f in still_open)
     deleted = {(f.store, f.network) for f in released if f.kind == ORPHAN_NETWORK}
     networks = sorted(
         {(store, n.name) for store, state in observed for n in state.networks} - deleted
