@@ -128,7 +128,8 @@ def bench_size(count: int, rounds: int, oracle: Path, ig: list[str], work: Path)
         holds["go"].append(int(err.split("held_us=")[1].split()[0]) / 1000)
         t, out, _ = run([*ig, "check", "--json", "--db", str(db), "--url", api.url])
         check_times.append(t)
-        assert len(json.loads(out)["findings"]) == 10, out[:300]
+        found = json.loads(out)
+        assert len(found["findings"]) == 10, (len(found["findings"]), found["liveness"])
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "allocations": count,

@@ -54,6 +54,9 @@ class Context:
     full_backup_seconds: float = 3600.0
     podman_command: bool = False  # ask the `podman` command when the API socket is absent
     create_locks: bool = True  # create podman's missing lock files (not for offline copies)
+    # judge orphan networks against paths.network_dir (not for an offline copy, which
+    # may come from another host, unless its network configs are named explicitly)
+    networks_known: bool = True
     proc: str = "/proc"
     # the sources, when not the ones the paths imply (tests swap the backend here)
     api: tuple[LivenessSource, ...] | None = None
@@ -146,6 +149,7 @@ def build_context(
         full_backup_seconds=full_backup_seconds,
         podman_command=podman_command and not overrides.socket_url,
         create_locks=not offline,
+        networks_known=not offline or bool(overrides.network_dir),
     )
 
 

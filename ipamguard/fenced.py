@@ -83,24 +83,25 @@ def write_fenced(
     judged: object,
     decide: Callable[[WriteTx, LivenessSnapshot], Decision[T]],
     prober: Prober | None,
+    ask_local: bool = True,
 ) -> FencedResult[T]:
     """Apply ``decide``'s actions if the store still holds exactly what was judged.
 
     ``judged``: the fence of the snapshot the decision was made on. Raises
-    ``Changed`` (nothing written) if the store changed since.
+    ``Changed`` (nothing written) if the store changed since. ``ask_local`` False: the
+    operator vouches (``release --force``), the local sources are not asked again.
     """
     from ipamguard.locks import network_locks
 
     locks = list(ctx.paths.network_locks)
     with network_locks(locks, ctx.lock_timeout, ctx.paths.uid, create=ctx.create_locks) as taken:
-        local = collect(ctx.local_sources())
+        local = collect(ctx.local_sources()) if ask_local else LivenessSnapshot(0.0, {})
 
         def work(wtx: WriteTx) -> FencedResult[T]:
-            snapshot = wtx.snapshot
-            if snapshot.fence != judged:
+            if wtx.fence != judged:  # (the state itself is parsed only if decide needs it)
                 raise Changed(
                     f"{store.location} changed since it was judged "
-                    f"({_show(judged)} -> {_show(snapshot.fence)}); nothing was written"
+                    f"({_show(judged)} -> {_show(wtx.fence)}); nothing was written"
                 )
             decision = decide(wtx, local)
             result: FencedResult[T] = FencedResult(refused=list(decision.refused))

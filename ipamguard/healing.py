@@ -44,7 +44,9 @@ def observe(ctx: Context, store: AllocationStore) -> Observation:
     snapshot = store.read()
     holders = snapshot.state.holders()
     liveness = collect(ctx.sources(), holders)
-    networks = podman_network_names(ctx.paths.network_dir, ctx.paths.default_network)
+    networks = None  # unknown: no network is judged orphaned
+    if ctx.networks_known:
+        networks = podman_network_names(ctx.paths.network_dir, ctx.paths.default_network)
     return Observation(store.kind, snapshot.state, snapshot.fence, liveness, networks, time.time())
 
 

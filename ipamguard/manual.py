@@ -70,7 +70,7 @@ def release_container(
         decision.actions.append(Action([fresh], _addresses(fresh), _apply(fresh)))
         return decision
 
-    result = write_fenced(ctx, store, fence, decide, None if force else prober)
+    result = write_fenced(ctx, store, fence, decide, None if force else prober, ask_local=not force)
     done = result.done[0] if result.done else ReleasePlan(container_id, (), ())
     after = result.fence[1] if isinstance(result.fence, tuple) else None
     return ManualRelease(

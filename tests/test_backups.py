@@ -139,6 +139,7 @@ def test_an_offline_copy_keeps_its_backups_beside_it(tmp_path: Path) -> None:
     assert ctx.paths.backup_dir == offline_backup_dir(str(copy))
     assert ctx.paths.backup_dir.startswith(str(tmp_path / "rescue"))
     assert not ctx.create_locks  # podman's lock files are never created for a copy
+    assert not ctx.networks_known  # nor are its networks judged against this host's
     explicit = build_context(False, Overrides(db=str(copy), backup_dir="/srv/b"))
     assert explicit.paths.backup_dir == "/srv/b"
 

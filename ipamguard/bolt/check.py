@@ -159,12 +159,65 @@ def _page_sizes() -> list[int]:
     return sizes
 
 
-def load_snapshot(data: bytes) -> Snapshot:
-    return _Checker(data, select_meta(data)).run()
+def load_snapshot(data: bytes, previous: Snapshot | None = None) -> Snapshot:
+    """Validate ``data`` in full; ``previous``: a snapshot validated before (the same
+    file, earlier), whose results are reused for every page whose bytes and place in
+    the tree are unchanged (the checks of a page are a function of exactly those).
+
+    Every whole-file invariant is checked again either way: each page claimed once,
+    free or in use, reachable, inside the file and below the high-water mark; only the
+    per-page work (decoding, key order and ranges) is skipped for unchanged pages.
+    """
+    meta = select_meta(data)
+    reuse = None
+    if previous is not None and previous.meta.page_size == meta.page_size:
+        reuse = _Reuse(previous, changed_pages(previous.data, data, meta.page_size))
+    return _Checker(data, meta, reuse).run()
+
+
+CHUNK_PAGES = 32  # pages compared at once before looking closer
+
+
+def changed_pages(old: bytes, new: bytes, page_size: int) -> set[int]:
+    """Ids of the pages whose bytes differ between two versions of a file (pages past
+    the shorter one's end count as changed)."""
+    pages = max(len(old), len(new)) // page_size + 1
+    common = min(len(old), len(new)) // page_size
+    changed = set(range(common, pages))
+    chunk = CHUNK_PAGES * page_size
+    for start in range(0, common * page_size, chunk):
+        end = min(start + chunk, common * page_size)
+        if old[start:end] == new[start:end]:
+            continue
+        for offset in range(start, end, page_size):
+            if old[offset : offset + page_size] != new[offset : offset + page_size]:
+                changed.add(offset // page_size)
+    return changed
+
+
+@dataclass(frozen=True, slots=True)
+class _Reuse:
+    """What an earlier validation of the same file found, and which pages changed."""
+
+    previous: Snapshot
+    changed: set[int]
+
+    def page(self, pgid: int, overflow: int, info: PageInfo) -> Page | _Leaf | None:
+        """The earlier result for this page, if its bytes and its place are the same."""
+        prev = self.previous
+        if prev.info.get(pgid) != info or pgid + overflow >= prev.meta.high_water_mark:
+            return None
+        if any(p in self.changed for p in range(pgid, pgid + overflow + 1)):
+            return None
+        leaf = prev.leaves.get(pgid)
+        if leaf is not None:
+            return leaf if leaf.overflow == overflow else None
+        page = prev.pages.get(pgid)
+        return page if page is not None and page.overflow == overflow else None
 
 
 class _Checker:
-    def __init__(self, data: bytes, meta: Meta) -> None:
+    def __init__(self, data: bytes, meta: Meta, reuse: _Reuse | None = None) -> None:
         self.data = data
         self.meta = meta
         self.page_size = meta.page_size
@@ -175,6 +228,8 @@ class _Checker:
         self.pages: dict[int, Page] = {}
         self.leaves: dict[int, _Leaf] = {}
         self.nesting = 0
+        self.reuse = reuse
+        self.reused = 0  # pages whose earlier checks were reused (for tests and benches)
 
     def run(self) -> Snapshot:
         meta, hwm = self.meta, self.hwm
@@ -254,7 +309,12 @@ class _Checker:
                 raise InvalidDatabase(f"page {pgid} ({referrer}): tree deeper than {MAX_DEPTH}")
             flags, count, overflow, end = self._header_at(pgid, referrer)
             self._claim(pgid, overflow, _TREE, referrer)
-            self.info[pgid] = PageInfo(bucket, first, high)
+            info = self.info[pgid] = PageInfo(bucket, first, high)
+            earlier = self.reuse.page(pgid, overflow, info) if self.reuse else None
+            if earlier is not None:
+                self.reused += 1
+                stack += self._reused(pgid, earlier, bucket, high, depth)
+                continue
             if flags == LEAF_PAGE:
                 self._check_leaf(pgid, count, overflow, end, bucket, first, high, referrer)
                 continue
@@ -272,6 +332,27 @@ class _Checker:
             for child, key in zip(page.pgids, keys, strict=True):
                 stack.append((child, key, next(highs, high), depth + 1, child_of))
         self.nesting -= 1
+
+    def _reused(
+        self, pgid: int, earlier: Page | _Leaf, bucket: Path, high: bytes | None, depth: int
+    ) -> list[tuple[int, bytes | None, bytes | None, int, str]]:
+        """Take an unchanged page's earlier results; its children to walk (a branch's
+        pages, a leaf's nested buckets: those are walked, and claimed, again)."""
+        if isinstance(earlier, _Leaf):
+            self.leaves[pgid] = earlier
+            for i in (i for i, flag in enumerate(earlier.flags) if flag):
+                at = earlier.value_at[i]
+                value = self.data[at : at + earlier.value_sizes[i]]
+                self.check_bucket_value(value, (*bucket, earlier.keys[i]), f"page {pgid}")
+            return []
+        self.pages[pgid] = earlier
+        keys = earlier.keys
+        highs = islice(keys, 1, None)
+        child_of = f"child of page {pgid}"
+        return [
+            (child, key, next(highs, high), depth + 1, child_of)
+            for child, key in zip(earlier.pgids, keys, strict=True)
+        ]
 
     def _check_leaf(
         self,

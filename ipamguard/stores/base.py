@@ -39,7 +39,14 @@ class WriteTx(Protocol):
     """A change set over one validated snapshot, taken under the store's lock."""
 
     @property
-    def snapshot(self) -> StoreSnapshot: ...
+    def fence(self) -> object:
+        """The fence of the snapshot this transaction started from (cheap)."""
+        ...
+
+    @property
+    def snapshot(self) -> StoreSnapshot:
+        """The whole state as of that snapshot (parsed on first use)."""
+        ...
 
     def release(self, plan: ReleasePlan) -> None:
         """Delete the plan's allocations and index entries; each must be exactly as in

@@ -251,6 +251,29 @@ def _failure(stage: str, error: BaseException) -> str:
     return f"{stage}: {type(error).__name__} at {where}: {str(error)[:300]!r}"
 
 
+_BASE_SNAPSHOTS: dict[str, Any] = {}
+
+
+def incremental_mismatch(base: Base, data: bytes, accepted: bool) -> str:
+    """ "" if validating ``data`` after the valid base (reusing the base's results for
+    the pages that did not change, as the daemon does) agrees with a full validation."""
+    from ipamguard.bolt.check import load_snapshot
+    from ipamguard.errors import InvalidDatabase
+
+    previous = _BASE_SNAPSHOTS.get(base.name)
+    if previous is None:
+        previous = _BASE_SNAPSHOTS[base.name] = load_snapshot(base.data)
+    try:
+        load_snapshot(data, previous)
+    except InvalidDatabase as error:
+        return (
+            f"incremental validation refuses what a full one accepts: {error}" if accepted else ""
+        )
+    except Exception as error:  # any other exception is the finding
+        return _failure("incremental validation", error)
+    return "" if accepted else "incremental validation accepts what a full one refuses"
+
+
 def run_case(
     bases: list[Base], server: OracleServer, seed: int, index: int, path: Path
 ) -> tuple[Result, bytes]:
@@ -274,6 +297,11 @@ def run_case(
         content, refusal = None, message
     if _sha(path) != digest:
         result.detail = "reading changed the file"
+        return result, mutation.data
+
+    mismatch = incremental_mismatch(base, mutation.data, content is not None)
+    if mismatch:
+        result.detail = mismatch
         return result, mutation.data
 
     go = server.ask("checkdump", path)
