@@ -28,7 +28,7 @@ HEALTHY, FINDINGS, UNHEALTHY, STALE, NOT_RUNNING = (
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "status",
-        help="is the daemon running, and what did its last reconcile find and do",
+        help="the daemon at a glance: running, last reconcile, findings",
         description="Show the daemon's state from the file it rewrites after every "
         "reconcile (/run/ipamguard/state.json; with --user "
         "$XDG_RUNTIME_DIR/ipamguard/state.json): whether it runs, its last reconcile "
