@@ -97,6 +97,16 @@ def test_metrics_show_a_leak_the_free_addresses_and_the_release(sandbox: Sandbox
             assert done[("ipamguard_db_lock_hold_seconds", ())] > 0
             code, report = status(sandbox)
             assert (code, report["status"]) == (0, "healthy"), report
+            assert sandbox.ipamguard("check", check=False).returncode == 0
+            # a subnet under the threshold is worth exit 1 by itself: a live container
+            # holds one address (252 of 253 free, under "100 %"), nothing else is found
+            sandbox.podman("run", "-d", "--network", NET, "localhost/bb", "sleep", "600")
+            low = sandbox.ipamguard("check", "--subnet-free-percent", "100", check=False)
+            assert low.returncode == 1, low.stderr
+            assert (
+                low.stdout
+                == f"low on addresses: {NET} {SUBNET}: 252 of 253 addresses free (99.6 %)\n"
+            )
             assert proc.poll() is None
         assert proc.returncode == 0
         code, report = status(sandbox)
