@@ -206,6 +206,51 @@ def test_the_doctor_sees_container_veths_inside_the_sandbox(host: BootedSystemd)
     assert report["container_veths"] == plain["container_veths"]
 
 
+def test_status_and_metrics_under_the_units_sandbox(host: BootedSystemd) -> None:
+    """The status file in the unit's RuntimeDirectory, read by an unprivileged user;
+    the metrics textfile written once the README's drop-in allows its directory."""
+    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    done = host.run(*nobody, "ipamguard", "status", "--json", check=False)
+    report = json.loads(done.stdout)
+    assert report["state"]["running"] and report["state"]["pid"] == int(
+        show(host, "MainPID")["MainPID"]
+    )
+    assert (done.returncode, report["status"]) in ((0, "healthy"), (1, "findings")), report
+    assert host.path("/run/ipamguard").stat().st_mode & 0o777 == 0o755
+
+    textfile = "/var/lib/prometheus/node-exporter/ipamguard.prom"
+    config = host.path("/etc/ipamguard/ipamguard.toml")
+    shipped = config.read_text()
+    dropin = host.path("/etc/systemd/system/ipamguard.service.d/metrics.conf")
+    host.run(
+        "mkdir",
+        "-p",
+        "/var/lib/prometheus/node-exporter",
+        "/etc/systemd/system/ipamguard.service.d",
+    )
+    dropin.write_text("[Service]\nReadWritePaths=/var/lib/prometheus/node-exporter\n")
+    commented = f'# textfile = "{textfile}"'
+    assert commented in shipped  # the shipped example, uncommented
+    config.write_text(shipped.replace(commented, commented[2:]))
+    try:
+        host.run("systemctl", "daemon-reload")
+        host.run("systemctl", "restart", "ipamguard")
+        deadline = time.monotonic() + 30
+        while not host.path(textfile).exists():
+            assert time.monotonic() < deadline, host.run("journalctl", "-u", "ipamguard").stdout
+            time.sleep(0.2)
+        text = host.path(textfile).read_text()
+        assert (
+            "# TYPE ipamguard_findings gauge" in text and "ipamguard_podman_reachable 1.0" in text
+        )
+        assert host.path(textfile).stat().st_mode & 0o777 == 0o644
+    finally:
+        config.write_text(shipped)
+        dropin.unlink()
+        host.run("systemctl", "daemon-reload")
+        host.run("systemctl", "restart", "ipamguard")
+
+
 def test_a_second_install_changes_nothing(host: BootedSystemd) -> None:
     pid = show(host, "MainPID")["MainPID"]
     before = {p: host.path(p).lstat().st_mtime_ns for p in INSTALLED}
