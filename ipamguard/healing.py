@@ -11,7 +11,7 @@ the verdict is made again, and every address is probed on its network.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ipamguard.context import Context
@@ -20,10 +20,10 @@ from ipamguard.ipam.model import IpamState, Network
 from ipamguard.ipam.netconfig import podman_network_names
 from ipamguard.ipam.release import ReleasePlan, plan_from_state
 from ipamguard.kinds import LEAKED, ORPHAN_NETWORK, STALE
-from ipamguard.liveness import LivenessSnapshot, collect
+from ipamguard.liveness import Interest, LivenessSnapshot, collect
 from ipamguard.liveness.verdict import ABSENT, TORN_DOWN, container_verdict
 from ipamguard.reconcile import Finding, FindingKey, Reconciliation, reconcile
-from ipamguard.stores.base import AllocationStore, WriteTx
+from ipamguard.stores.base import AllocationStore, StoreSnapshot, WriteTx
 
 # the verdict a finding of each kind was made on, and must still be under the locks
 VERDICT_OF = {LEAKED: ABSENT, STALE: TORN_DOWN}
@@ -37,22 +37,37 @@ class Observation:
     liveness: LivenessSnapshot
     networks: set[str] | None
     taken_at: float
+    only: frozenset[str] | None = None  # a focused look: the containers asked about
 
 
-def observe(ctx: Context, store: AllocationStore) -> Observation:
-    """Read the store, then ask liveness: an ID allocated after the read is never judged."""
+def observe(
+    ctx: Context,
+    store: AllocationStore,
+    only_of: Callable[[StoreSnapshot], frozenset[str] | None] | None = None,
+) -> Observation:
+    """Read the store, then ask liveness: an ID allocated after the read is never judged.
+
+    ``only_of(snapshot)``: the containers to ask about (a focused look), or None: all.
+    """
     snapshot = store.read()
-    holders = snapshot.state.holders()
-    liveness = collect(ctx.sources(), holders)
+    only = only_of(snapshot) if only_of is not None else None
+    holders = snapshot.state.holders() if only is None else only
+    liveness = collect(ctx.sources(), Interest.of(holders, only))
     networks = None  # unknown: no network is judged orphaned
     if ctx.networks_known:
         networks = podman_network_names(ctx.paths.network_dir, ctx.paths.default_network)
-    return Observation(store.kind, snapshot.state, snapshot.fence, liveness, networks, time.time())
+    return Observation(
+        store.kind, snapshot.state, snapshot.fence, liveness, networks, time.time(), only
+    )
 
 
 def judge(
-    observation: Observation, first_seen: Mapping[FindingKey, float], grace: float
+    observation: Observation,
+    first_seen: Mapping[FindingKey, float],
+    grace: float,
+    previous: Reconciliation | None = None,
 ) -> Reconciliation:
+    """The findings; a focused observation keeps ``previous``'s for the others."""
     return reconcile(
         observation.state,
         observation.liveness,
@@ -61,6 +76,8 @@ def judge(
         first_seen,
         grace,
         observation.store,
+        observation.only,
+        previous,
     )
 
 

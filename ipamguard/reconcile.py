@@ -18,7 +18,7 @@ apart agree (``first_seen`` is kept by the caller between observations).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ipamguard.ipam.model import Allocation, IdsEntry, IpamState
@@ -85,23 +85,49 @@ def reconcile(
     first_seen: Mapping[FindingKey, float],
     grace: float,
     store: str = "netavark",
+    only: Collection[str] | None = None,
+    previous: Reconciliation | None = None,
 ) -> Reconciliation:
     """Findings for ``state`` (read first from ``store``) judged by ``liveness``
-    (asked after)."""
+    (asked after).
+
+    ``only`` (a focused reconcile, with ``previous`` the last one of this store): the
+    containers to judge, the only ones ``liveness`` was asked about; every other
+    container keeps what ``previous`` found for it, and orphan networks (which involve
+    every holder) are carried over from it rather than judged.
+    """
     known_networks = None if network_names is None else set(network_names)
     result = Reconciliation(
         networks=len(state.networks),
-        allocations=len(state.allocations()),
+        allocations=sum(len(s.allocations) for n in state.networks for s in n.subnets),
         liveness_complete=liveness.complete,
         liveness_failures=liveness.failures,
     )
+    carried: list[Finding] = []
+    if previous is None:
+        only = None
+    elif only is not None:
+        carried = [f for f in previous.findings if f.container_id not in only]
     raw: list[Finding] = []
     for network in state.networks:
-        if known_networks is not None and network.name not in known_networks:
-            raw.append(_orphan_network(network.name, state, liveness, now))
+        name = network.name
+        orphaned = network.orphaned
+        if orphaned is None:
+            orphaned = known_networks is not None and network.name not in known_networks
+        if orphaned:
+            if only is None:
+                raw.append(_orphan_network(network.name, state, liveness, now))
+            else:
+                raw += (f for f in carried if f.kind == ORPHAN_NETWORK and f.network == name)
             continue
         allocations = [a for s in network.subnets for a in s.allocations]
-        raw.extend(_container_findings(allocations, network.ids, liveness, now))
+        ids = network.ids
+        if only is not None:
+            allocations = [a for a in allocations if a.container_id in only]
+            ids = [e for e in ids if e.container_id in only]
+            raw += (f for f in carried if f.network == network.name and f.kind != ORPHAN_NETWORK
+                    and f.kind != MALFORMED)  # fmt: skip
+        raw.extend(_container_findings(allocations, ids, liveness, now, network.indexed))
     raw.extend(
         Finding(MALFORMED, m.network, m.subnet, None, None, now, (f"{m.key}: {m.reason}",), False)
         for m in state.malformed
@@ -138,8 +164,13 @@ def _kind(verdict: str) -> tuple[str, bool]:
 
 
 def _container_findings(
-    allocations: list[Allocation], ids: list[IdsEntry], liveness: LivenessSnapshot, now: float
+    allocations: list[Allocation],
+    ids: list[IdsEntry],
+    liveness: LivenessSnapshot,
+    now: float,
+    indexed: bool = True,
 ) -> list[Finding]:
+    """``indexed`` False: the store has no ids index, an allocation is consistent alone."""
     entries = {e.container_id: e for e in ids}
     findings: list[Finding] = []
     seen_ids: set[str] = set()
@@ -147,7 +178,7 @@ def _container_findings(
         seen_ids.add(a.container_id)
         verdict, evidence = _verdict(a.container_id, liveness)
         entry = entries.get(a.container_id)
-        consistent = entry is not None and a.ip in entry.ips
+        consistent = not indexed or (entry is not None and a.ip in entry.ips)
         if not consistent:
             evidence = [*evidence, f"no ids entry lists {a.ip} for this container"]
         if verdict == LIVE:

@@ -74,6 +74,21 @@ class Bucket:
         for key, value, flags in zip(elem.keys, elem.values, elem.flags, strict=True):
             yield key, (None if flags & BUCKET_LEAF_FLAG else value)
 
+    def leaf_pgids(self) -> Iterator[int]:
+        """The ids of the leaf pages in key order, without decoding the leaves
+        (a read-only transaction; an inline bucket has none: see leaf_pages)."""
+        self.tx.check_open()
+        if self.root == 0:
+            return
+        snapshot = self.tx.snapshot
+        stack = [self.root]
+        while stack:
+            pgid = stack.pop()
+            if pgid in snapshot.leaves and pgid not in self.nodes:
+                yield pgid
+            else:
+                stack.extend(reversed(self.page_node(pgid).pgids))
+
     def bucket(self, name: bytes) -> Bucket | None:
         """The nested bucket ``name``, or None."""
         child = self.buckets.get(name)

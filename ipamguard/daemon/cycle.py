@@ -22,9 +22,11 @@ from ipamguard.daemon.measures import measure
 from ipamguard.doctor.analysis import MANAGED
 from ipamguard.errors import Changed, IpamguardError
 from ipamguard.healing import Observation, RepairResult, judge, observe, repair
+from ipamguard.ipam.model import PageCache
 from ipamguard.liveness.podman_api import FAILURE_PREFIX
 from ipamguard.reconcile import Finding, FindingKey, Reconciliation
-from ipamguard.stores.base import AllocationStore
+from ipamguard.stores.base import AllocationStore, StoreSnapshot
+from ipamguard.stores.netavark import NetavarkStore
 
 log = structlog.get_logger("ipamguard.cycle")
 Signature = tuple[str, bool, tuple[str, ...]]
@@ -44,9 +46,17 @@ class ReconcileCycle:
         # systemd-networkd manages the host's links; a rootless podman's are its own
         self.links = links if links is not None else (None if user else LinkWatch())
         self.capacity = CapacityWatch()
+        # what the last read of each store parsed, by (kind, location): the next read
+        # parses only the pages that changed
+        self.page_caches: dict[tuple[str, str], PageCache] = {}
+        self.judged: dict[tuple[str, str], Reconciliation] = {}  # the last, by store
+        self.config_seen: Config | None = None
+        self.ctx: Context | None = None  # built at every full look (and kept between)
 
-    def run(self, reason: str, config: Config) -> CycleResult:
-        result = self._reconcile(config)
+    def run(
+        self, reason: str, config: Config, focus: frozenset[str] | None = None
+    ) -> CycleResult:
+        result = self._reconcile(config, focus)
         conflicts, problems = self._check_links()
         if result.measures is not None:
             self.capacity.run(result.measures.subnets, config.alerts.subnet_free_percent)
@@ -68,10 +78,14 @@ class ReconcileCycle:
         kinds = [kind for kind, _ in self.links.alerted]
         return kinds.count(MANAGED), len(kinds)
 
-    def _reconcile(self, config: Config) -> CycleResult:
-        ctx = daemon_context(config, self.user)
+    def _reconcile(self, config: Config, focus: frozenset[str] | None) -> CycleResult:
+        if config != self.config_seen:  # another configuration: look at everything
+            focus, self.config_seen = None, config
+        if focus is None or self.ctx is None:  # podman's own configuration read again too
+            self.ctx = daemon_context(config, self.user)
+        ctx = self.ctx
         grace = config.repair.grace_seconds
-        judged = [self._judge(ctx, store, grace) for store in ctx.stores()]
+        judged = [self._judge(ctx, store, grace, focus) for store in ctx.stores()]
         findings = [f for _, _, result in judged for f in result.findings]
         current = {f.key: f for f in findings}
         self.first_seen = {key: f.first_seen for key, f in current.items()}
@@ -115,10 +129,27 @@ class ReconcileCycle:
         )
 
     def _judge(
-        self, ctx: Context, store: AllocationStore, grace: float
+        self, ctx: Context, store: AllocationStore, grace: float, focus: frozenset[str] | None
     ) -> tuple[AllocationStore, Observation, Reconciliation]:
-        observation = observe(ctx, store)  # a store that does not exist yet: empty
-        return store, observation, judge(observation, self.first_seen, grace)
+        """Observe and judge one store: everything (``focus`` None), or, focused, the
+        containers named, those whose allocations changed and those with open findings."""
+        where = (store.kind, store.location)
+        cache = None
+        if isinstance(store, NetavarkStore):
+            cache = store.cache = self.page_caches.setdefault(where, PageCache())
+        previous = self.judged.get(where)
+
+        def only_of(snapshot: StoreSnapshot) -> frozenset[str] | None:
+            touched = cache.touched if cache is not None else None
+            if focus is None or previous is None or touched is None:
+                return None
+            open_ids = {f.container_id for f in previous.findings if f.container_id}
+            return focus | touched | open_ids
+
+        observation = observe(ctx, store, only_of)  # a store that does not exist yet: empty
+        result = judge(observation, self.first_seen, grace, previous)
+        self.judged[where] = result
+        return store, observation, result
 
     def _alert(self, finding: Finding) -> None:
         signature = (finding.kind, finding.releasable, finding.evidence)

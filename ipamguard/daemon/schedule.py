@@ -8,6 +8,11 @@ Pure: the service passes the event loop's monotonic time in.
 - Triggers that arrive during a reconcile make exactly one more afterwards.
 - A cycle may ask to run again after some seconds (a finding's grace period).
 - A full resync is due ``resync`` seconds after the end of the last reconcile.
+
+Each reconcile also gets a **focus**: the containers its triggers name. A reconcile
+due only to podman's container events, ipam.db changes and rechecks may look at
+those (and at what changed in ipam.db, and at what it found before) alone; one due to
+a start, a resync, a reload or podman coming back (``focus`` None) looks at everything.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 from ipamguard.daemon.triggers import Trigger
 
 MAX_DELAY_FACTOR = 10
+# triggers after which a reconcile may look at what they name and what changed only
+FOCUSED_KINDS = frozenset({"podman-event", "db-changed"})
 MAX_REASONS = 3  # distinct trigger descriptions named in a reason
 
 
@@ -30,6 +37,7 @@ class Schedule:
         self._requested: str | None = None
         self._last_end = now
         self._recheck_at: float | None = None
+        self.focus: frozenset[str] | None = None  # of the reconcile ``take`` last returned
 
     def configure(self, debounce: float, resync: float) -> None:
         """New intervals (config reload); the resync counts from the last reconcile."""
@@ -69,15 +77,23 @@ class Schedule:
         if now < self.due_at():
             return None
         reasons = []
+        full = False
         if self._requested is not None:
             reasons.append(self._requested)
             self._requested = None
+            full = True
         if self._pending:
             reasons.append(describe_triggers(self._pending))
+            full = full or any(t.kind not in FOCUSED_KINDS for t in self._pending)
+            named = frozenset(t.container_id for t in self._pending if t.container_id)
             self._pending = []
+        else:
+            named = frozenset()
         if not reasons:
             recheck = self._recheck_at is not None and now >= self._recheck_at
             reasons.append("recheck" if recheck else "resync")
+            full = not recheck
+        self.focus = None if full else named
         return "; ".join(reasons)
 
     def finished(self, now: float, recheck_after: float | None) -> None:

@@ -172,7 +172,7 @@ class Service:
                 now = loop.time()
                 reason = schedule.take(now)
                 if reason is not None:
-                    await self._run_cycle(reason)
+                    await self._run_cycle(reason, schedule.focus)
                     continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -201,7 +201,7 @@ class Service:
 
     # ----------------------------------------------------------------- reconcile
 
-    async def _run_cycle(self, reason: str) -> None:
+    async def _run_cycle(self, reason: str, focus: frozenset[str] | None = None) -> None:
         assert self._loop is not None and self._schedule is not None
         started = self._cycle_started = self._loop.time()
         started_at = time.time()
@@ -209,7 +209,7 @@ class Service:
         result: CycleResult | None = None
         failure: str | None = None
         try:
-            result = await asyncio.to_thread(self._cycle.run, reason, self.config)
+            result = await asyncio.to_thread(self._cycle.run, reason, self.config, focus)
         except IpamguardError as error:
             self._cycle_failed(reason, error)
             failure = str(error)

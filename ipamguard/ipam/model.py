@@ -10,11 +10,13 @@ than dropped, so that nothing in the file goes unseen.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ipamguard.bolt import Bucket, Tx
 
@@ -63,6 +65,12 @@ class Network:
     name: str
     subnets: list[Subnet] = field(default_factory=list)
     ids: list[IdsEntry] = field(default_factory=list)
+    # the store keeps an index of who holds what (netavark's ``ids`` bucket); CNI's
+    # host-local files have none, so their allocations never lack an index entry
+    indexed: bool = True
+    # the store's own word on whether the network's config is gone (CNI reads its
+    # .conflist files); None: the caller's list of podman's networks decides
+    orphaned: bool | None = None
 
 
 @dataclass(slots=True)
@@ -113,12 +121,82 @@ def ip_to_key(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
-def read_ipam(tx: Tx) -> IpamState:
+class PageCache:
+    """What each leaf page of the last read gave, so that the next read of the same file
+    parses only the pages that changed.
+
+    A page counts as unchanged when the validator handed over the very same checked
+    leaf (ipamguard.bolt reuses it only for the same bytes at the same place in the
+    tree); its entries are then the same too. Pages that are gone are forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._pages: dict[tuple[bytes, ...], tuple[object, Any]] = {}
+        self._next: dict[tuple[bytes, ...], tuple[object, Any]] = {}
+        self.parsed = 0  # pages parsed by the last read (for tests and benches)
+        # the containers whose allocations or ids entries the last read found added,
+        # removed or changed; None after the first read: nothing to compare with
+        self.touched: frozenset[str] | None = None
+        self._old: list[Any] = []  # entries of the pages parsed again, as they were
+        self._new: list[Any] = []  # ... and as they are
+        self.reads = 0
+
+    def entries(self, bucket: Bucket, path: tuple[bytes, ...], parse: PageParser) -> Iterator[Any]:
+        """``parse(keys, values, flags)`` of each leaf of ``bucket``, in key order."""
+        leaves = bucket.tx.snapshot.leaves
+        for pgid in bucket.leaf_pgids():
+            key = (*path, pgid.to_bytes(8, "big"))
+            leaf = leaves[pgid]
+            cached = self._pages.get(key)
+            if cached is None or cached[0] is not leaf:
+                if cached is not None:
+                    self._old += cached[1][0]
+                page = bucket.page_node(pgid)
+                cached = (leaf, parse(page.keys, page.values, page.flags))
+                self._new += cached[1][0]
+                self.parsed += 1
+            self._next[key] = cached
+            yield cached[1]
+
+    def whole(self, path: tuple[bytes, ...], entries: Any) -> None:
+        """An inline bucket's entries, parsed every time: what changed is noted too."""
+        key = (*path, b"inline")
+        cached = self._pages.get(key)
+        if cached is None or cached[1] != entries:
+            if cached is not None:
+                self._old += cached[1][0]
+            self._new += entries[0]
+        self._next[key] = (None, entries)
+
+    def done(self) -> None:
+        """The read is complete: keep only the pages it saw."""
+        for key, (_, entries) in self._pages.items():
+            if key not in self._next:  # a page gone: its entries are gone or moved
+                self._old += entries[0]
+        first = not self._pages and self.reads == 0
+        changed = set(self._old) ^ set(self._new)  # entries moved between pages cancel out
+        self.touched = None if first else frozenset(e.container_id for e in changed)
+        self.reads += 1
+        self._pages, self._next, self._old, self._new = self._next, {}, [], []
+
+
+PageParser = Callable[[Sequence[bytes], Sequence[bytes], Sequence[int]], Any]
+
+
+def read_ipam(tx: Tx, cache: PageCache | None = None) -> IpamState:
+    """Everything in ipam.db; ``cache``: reuse what an earlier read of the same file
+    parsed for its unchanged leaf pages (a read-only ``tx`` only)."""
     state = IpamState(txid=tx.txid)
+    if cache is not None:
+        cache.parsed = 0
     for raw_name, _ in tx.items():
         network_bucket = tx.bucket(raw_name)
         assert network_bucket is not None  # the root holds only buckets
-        state.networks.append(_read_network(printable(raw_name), network_bucket, state.malformed))
+        state.networks.append(
+            _read_network(printable(raw_name), network_bucket, state.malformed, cache)
+        )
+    if cache is not None:
+        cache.done()
     return state
 
 
@@ -128,7 +206,26 @@ def read_network(tx: Tx, name: str) -> Network | None:
     return None if bucket is None else _read_network(name, bucket, [])
 
 
-def _read_network(name: str, bucket: Bucket, malformed: list[Malformed]) -> Network:
+def _pages(
+    bucket: Bucket, path: tuple[bytes, ...], parse: PageParser, cache: PageCache | None
+) -> Iterator[Any]:
+    """parse() of each leaf page of ``bucket`` (through ``cache`` when it can serve)."""
+    if cache is not None and bucket.root != 0 and not bucket.tx.writable:
+        yield from cache.entries(bucket, path, parse)
+        return
+    items = list(bucket.items())
+    keys = [k for k, _ in items]
+    values = [b"" if v is None else v for _, v in items]
+    flags = [1 if v is None else 0 for _, v in items]
+    entries = parse(keys, values, flags)
+    if cache is not None and not bucket.tx.writable:
+        cache.whole(path, entries)
+    yield entries
+
+
+def _read_network(
+    name: str, bucket: Bucket, malformed: list[Malformed], cache: PageCache | None = None
+) -> Network:
     network = Network(name)
     for key, value in bucket.items():
         if value is not None:
@@ -136,8 +233,11 @@ def _read_network(name: str, bucket: Bucket, malformed: list[Malformed]) -> Netw
             continue
         child = bucket.bucket(key)
         assert child is not None
+        path = (name.encode(), key)
         if key == IDS_BUCKET:
-            network.ids = _read_ids(name, child, malformed)
+            for entries, bad in _pages(child, path, functools.partial(_ids_page, name), cache):
+                network.ids += entries
+                malformed += bad
             continue
         cidr = printable(key)
         try:
@@ -145,29 +245,39 @@ def _read_network(name: str, bucket: Bucket, malformed: list[Malformed]) -> Netw
         except ValueError:
             malformed.append(Malformed(name, None, cidr, "bucket name is not a subnet"))
             continue
-        network.subnets.append(_read_subnet(name, key, net, child, malformed))
+        subnet = Subnet(cidr)
+        parse = functools.partial(_subnet_page, name, cidr, net)
+        for allocations, bad, last_ip in _pages(child, path, parse, cache):
+            subnet.allocations += allocations
+            malformed += bad
+            if last_ip is not None:
+                subnet.last_ip = last_ip or None
+        network.subnets.append(subnet)
     return network
 
 
-def _read_subnet(
+def _subnet_page(
     name: str,
-    raw_name: bytes,
+    cidr: str,
     net: ipaddress.IPv4Network | ipaddress.IPv6Network,
-    bucket: Bucket,
-    malformed: list[Malformed],
-) -> Subnet:
-    cidr = printable(raw_name)
-    subnet = Subnet(cidr)
-    allocations = subnet.allocations
+    keys: Sequence[bytes],
+    values: Sequence[bytes],
+    flags: Sequence[int],
+) -> tuple[list[Allocation], list[Malformed], str | None]:
+    """(allocations, malformed entries, lastIP: None if not on this page, "" if bad)."""
+    allocations: list[Allocation] = []
+    malformed: list[Malformed] = []
+    last_ip = None
     first, last = int(net.network_address), int(net.broadcast_address)
-    for key, value in bucket.items():
+    for key, value, flag in zip(keys, values, flags, strict=True):
+        is_bucket = bool(flag & 1)
         if key == LAST_IP_KEY:
-            subnet.last_ip = ip_from_key(value) if value is not None else None
-            if subnet.last_ip is None:
+            last_ip = (ip_from_key(value) if not is_bucket else None) or ""
+            if not last_ip:
                 malformed.append(Malformed(name, cidr, "lastIP", "not a 4- or 16-byte IP"))
             continue
         ip = ip_from_key(key)
-        if ip is None or value is None:
+        if ip is None or is_bucket:
             what = "not a 4- or 16-byte IP" if ip is None else "a bucket where an ID belongs"
             malformed.append(Malformed(name, cidr, printable(key), what))
             continue
@@ -175,19 +285,22 @@ def _read_subnet(
             malformed.append(Malformed(name, cidr, ip, f"IP outside subnet {cidr}"))
             continue
         allocations.append(Allocation(name, cidr, ip, printable(value)))
-    return subnet
+    return allocations, malformed, last_ip
 
 
-def _read_ids(name: str, bucket: Bucket, malformed: list[Malformed]) -> list[IdsEntry]:
-    entries = []
-    for key, value in bucket.items():
+def _ids_page(
+    name: str, keys: Sequence[bytes], values: Sequence[bytes], flags: Sequence[int]
+) -> tuple[list[IdsEntry], list[Malformed]]:
+    entries: list[IdsEntry] = []
+    malformed: list[Malformed] = []
+    for key, value, flag in zip(keys, values, flags, strict=True):
         container_id = printable(key)
-        ips = parse_ip_list(value) if value is not None else None
+        ips = parse_ip_list(value) if not flag & 1 else None
         if ips is None:
             malformed.append(Malformed(name, None, container_id, "ids entry is not a JSON IP list"))
             continue
         entries.append(IdsEntry(name, container_id, ips))
-    return entries
+    return entries, malformed
 
 
 def parse_ip_list(value: bytes) -> tuple[str, ...] | None:

@@ -16,6 +16,7 @@ from ipamguard.liveness.inflight import InFlightSource
 from ipamguard.liveness.model import (
     RUNNING_STATES,
     ContainerInfo,
+    Interest,
     LivenessSnapshot,
     LivenessSource,
     merge,
@@ -30,6 +31,7 @@ __all__ = [
     "ConmonSource",
     "ContainerInfo",
     "InFlightSource",
+    "Interest",
     "LivenessSnapshot",
     "LivenessSource",
     "PodmanApiSource",
@@ -45,7 +47,8 @@ def collect(
 ) -> LivenessSnapshot:
     """Ask every source once; a source that cannot answer becomes a failure line.
 
-    ``holders``: the container IDs that hold addresses (see LivenessSource.observe).
+    ``holders``: the container IDs that hold addresses (see LivenessSource.observe; an
+    ``Interest`` may also say that only some containers are of interest).
     taken_at is the time before the first source was asked.
     """
     taken_at = clock()

@@ -24,12 +24,12 @@ cleanup``, names the default root explicitly: that is the default root.)
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from pathlib import Path
 
 from ipamguard.errors import SourceUnavailable
 from ipamguard.liveness.model import ContainerInfo
+from ipamguard.liveness.runtime import proc_cmdline, proc_read
 
 # podman's global options that take a value (``--opt VALUE``): skipped when
 # looking for the sub-command. An unknown one makes its value look like a
@@ -89,10 +89,13 @@ def option_values(argv: list[str], name: str) -> list[str]:
     return values
 
 
-def unaccounted(argv: list[str], environ: bytes | None, default: DefaultRoot) -> str | None:
+def unaccounted(
+    argv: list[str], environ: bytes | Callable[[], bytes | None] | None, default: DefaultRoot
+) -> str | None:
     """Why this process is not accounted for by the sources, or None if it is.
 
-    ``environ``: its /proc/PID/environ, None when it could not be read.
+    ``environ``: its /proc/PID/environ, None when it could not be read (or a function
+    that reads it: asked only for a podman that might be of another root).
     """
     if not argv:
         return None
@@ -112,6 +115,8 @@ def unaccounted(argv: list[str], environ: bytes | None, default: DefaultRoot) ->
         r != os.path.normpath(default.runroot) for r in runroots
     ):
         return "podman of another storage root"
+    if callable(environ):
+        environ = environ()
     if environ is None:
         return "podman whose environment cannot be read (its storage is unknown)"
     if any(v.startswith(STORAGE_ENV) and v != STORAGE_ENV for v in environ.split(b"\0")):
@@ -158,20 +163,20 @@ class InFlightSource:
                 )
         return []
 
-    def _process(self, pid: str) -> tuple[list[str], bytes | None]:
-        """argv and environment of a process of ``uid`` (([], None) for others)."""
-        base = Path(self.proc, pid)
+    def _process(self, pid: str) -> tuple[list[str], Callable[[], bytes | None]]:
+        """argv of a process of ``uid`` ([] for others), and how to read its environment."""
+
+        def environ() -> bytes | None:
+            try:
+                return proc_read(self.proc, pid, "environ")
+            except SourceUnavailable:
+                return None  # unreadable: its storage is unknown
+
         try:
-            if base.stat().st_uid != self.uid:
-                return [], None
-            raw = (base / "cmdline").read_bytes().rstrip(b"\0")
+            if os.stat(f"{self.proc}/{pid}").st_uid != self.uid:
+                return [], environ
         except (FileNotFoundError, ProcessLookupError):
-            return [], None
+            return [], environ
         except OSError as error:
             raise SourceUnavailable(f"processes in {self.proc}: {error.strerror}") from None
-        argv = [a.decode(errors="replace") for a in raw.split(b"\0")] if raw else []
-        try:
-            environ: bytes | None = (base / "environ").read_bytes()
-        except OSError:
-            environ = None
-        return argv, environ
+        return proc_cmdline(self.proc, pid), environ

@@ -48,6 +48,21 @@ class ContainerInfo:
         return self.state in RUNNING_STATES
 
 
+class Interest(frozenset[str]):
+    """The container IDs that hold addresses (what the sources are asked about), and
+    ``only``: when not None, the caller needs to hear of those containers alone (a
+    focused reconcile); a source may then spare itself the others (podman's API lists
+    just those), or answer for every container anyway."""
+
+    only: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, holders: Iterable[str], only: Iterable[str] | None = None) -> Interest:
+        interest = cls(holders)
+        interest.only = None if only is None else frozenset(only)
+        return interest
+
+
 class LivenessSource(Protocol):
     """Something that can list containers: podman's API, runtime state, processes."""
 

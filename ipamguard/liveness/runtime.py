@@ -63,15 +63,18 @@ class RuntimeStateSource:
         self.proc = proc
 
     def observe(self, holders: Collection[str] = ()) -> list[ContainerInfo]:
+        only = getattr(holders, "only", None)  # a focused look: these containers alone
         out: list[ContainerInfo] = []
         for state_dir in self.dirs:
-            out += self._scan(Path(state_dir))
+            out += self._scan(Path(state_dir), only)
         return out
 
-    def _scan(self, state_dir: Path) -> list[ContainerInfo]:
+    def _scan(self, state_dir: Path, only: Collection[str] | None) -> list[ContainerInfo]:
         runtime = state_dir.name
         try:
-            names = sorted(os.listdir(state_dir))
+            names = sorted(os.listdir(state_dir)) if only is None else sorted(only)
+            if only is not None and not state_dir.is_dir():
+                return []
         except FileNotFoundError:
             return []
         except OSError as e:
@@ -79,7 +82,7 @@ class RuntimeStateSource:
         out = []
         for name in names:
             entry = state_dir / name
-            if name.startswith(".") or not entry.is_dir() or entry.is_symlink():
+            if name.startswith(".") or "/" in name or not entry.is_dir() or entry.is_symlink():
                 continue
             try:
                 state = self._entry_state(entry)
@@ -171,14 +174,35 @@ class ConmonSource:
 
     def _cmdline(self, pid: str) -> list[str]:
         """argv of pid; [] for kernel threads, zombies and processes that are gone."""
-        path = Path(self.proc, pid, "cmdline")
-        try:
-            raw = path.read_bytes().rstrip(b"\0")
-        except (FileNotFoundError, ProcessLookupError):
-            return []
-        except OSError as e:  # e.g. /proc mounted with hidepid: blind, not empty
-            raise SourceUnavailable(f"processes in {self.proc}: {path}: {os_reason(e)}") from None
-        return [a.decode(errors="replace") for a in raw.split(b"\0")] if raw else []
+        return proc_cmdline(self.proc, pid)
+
+
+def proc_read(proc: str, pid: str, name: str) -> bytes | None:
+    """/proc/PID/NAME, or None if the process is gone (a blind /proc raises one line)."""
+    path = f"{proc}/{pid}/{name}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError as e:  # e.g. /proc mounted with hidepid: blind, not empty
+        raise SourceUnavailable(f"processes in {proc}: {path}: {os_reason(e)}") from None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except ProcessLookupError:
+        return None
+    except OSError as e:
+        raise SourceUnavailable(f"processes in {proc}: {path}: {os_reason(e)}") from None
+    finally:
+        os.close(fd)
+
+
+def proc_cmdline(proc: str, pid: str) -> list[str]:
+    """argv of pid; [] for kernel threads, zombies and processes that are gone."""
+    raw = (proc_read(proc, pid, "cmdline") or b"").rstrip(b"\0")
+    return [a.decode(errors="replace") for a in raw.split(b"\0")] if raw else []
 
 
 def conmon_container(argv: list[str]) -> tuple[str, str] | None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ipamguard.bolt import DB, Bucket, Tx
 from ipamguard.errors import DatabaseNotFound
 from ipamguard.ipam.model import (
     IDS_BUCKET,
     IpamState,
+    PageCache,
     ip_from_key,
     ip_to_key,
     printable,
@@ -25,6 +26,9 @@ from ipamguard.ipam.model import (
 )
 from ipamguard.ipam.release import ReleasePlan, apply_release, plan_release
 from ipamguard.stores.base import StoreSnapshot, WriteInfo
+
+if TYPE_CHECKING:
+    from ipamguard.fenced import Prober
 
 T = TypeVar("T")
 
@@ -42,12 +46,16 @@ class NetavarkStore:
         backup_dir: str,
         backups_keep: int,
         full_copy_every: float = FULL_COPY_EVERY,
+        network_locks: tuple[str, ...] | None = None,
     ) -> None:
         self.location = db
         self.lock_timeout = lock_timeout
         self.backup_dir = backup_dir
         self.backups_keep = backups_keep
         self.full_copy_every = full_copy_every
+        self.network_locks = network_locks  # None: the context's (ctx.paths.network_locks)
+        self.prober: Prober | None = None  # the caller's (netavark's configs)
+        self.cache: PageCache | None = None  # set by a caller that reads again and again
 
     def read(self) -> StoreSnapshot:
         try:
@@ -55,7 +63,7 @@ class NetavarkStore:
                 DB.open(self.location, readonly=True, timeout=self.lock_timeout) as db,
                 db.view() as tx,
             ):
-                return StoreSnapshot(read_ipam(tx), _fence(db, tx))
+                return StoreSnapshot(read_ipam(tx, self.cache), _fence(db, tx))
         except DatabaseNotFound:
             return StoreSnapshot(IpamState(txid=0), None)  # no allocation since boot
 

@@ -46,7 +46,9 @@ class RecordingCycle:
     max_running: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, reason: str, config: Config) -> CycleResult:
+    def run(
+        self, reason: str, config: Config, focus: frozenset[str] | None = None
+    ) -> CycleResult:
         start = time.monotonic()
         with self._lock:
             self.running += 1

@@ -27,13 +27,13 @@ WATCHDOG_USEC = 2_000_000  # a ping every second
 
 
 def daemon_pid(sandbox: Any, proc: subprocess.Popen[Any]) -> int:
-    """Host pid of ``python -m ipamguard daemon`` started by sandbox.popen."""
+    """Host pid of ``python -m daemon_with_cycle ...`` started by sandbox.popen."""
     for pid in sandbox.host_pids():
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"ipamguard" in cmdline and b"daemon" in cmdline and b"nsenter" not in cmdline[0]:
+        if b"daemon_with_cycle" in cmdline and b"nsenter" not in cmdline[0]:
             return pid
     raise AssertionError("daemon process not found")
 

@@ -90,3 +90,25 @@ def test_describe_triggers() -> None:
     )
     assert describe_triggers([Trigger("podman-up")]) == "podman-up"
     assert describe_triggers([Trigger("podman-up"), Trigger("podman-up")]) == "podman-up (+1 more)"
+
+
+def test_the_focus_of_a_reconcile() -> None:
+    """Container events and ipam.db changes: the containers named (the cycle adds what
+    changed in ipam.db and its open findings); a resync, a request, or podman coming
+    back: everything (None)."""
+    s = Schedule(debounce=0.0, resync=300.0, now=0.0)
+    s.finished(0.0, None)
+    s.add(1.0, DIED)
+    s.add(1.0, DB)
+    assert s.take(1.0) is not None and s.focus == frozenset({"c" * 64})
+    s.add(2.0, DB)
+    assert s.take(2.0) is not None and s.focus == frozenset()
+    s.add(3.0, Trigger("podman-up", None, "reconnected"))
+    assert s.take(3.0) is not None and s.focus is None
+    s.request("configuration reloaded")
+    s.add(4.0, DIED)
+    assert s.take(4.0) is not None and s.focus is None
+    s.finished(5.0, 1.0)  # a recheck (a grace period ends): focused on nothing new
+    assert s.take(6.0) == "recheck" and s.focus == frozenset()
+    s.finished(6.0, None)
+    assert s.take(306.0) == "resync" and s.focus is None

@@ -1,0 +1,111 @@
+"""A focused look (the daemon after an event or a change of ipam.db) finds what a full
+look finds, at the cost of what changed: the pages of ipam.db parsed again, the
+containers asked about, the findings judged again. Files written by Go's bbolt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ops import delete
+from oracle_tool import Oracle, container_id
+from test_healing import NET, SUBNET, Scripted, context, ip_of, running
+
+from ipamguard.bolt import DB
+from ipamguard.healing import judge, observe
+from ipamguard.ipam.model import PageCache, ip_to_key, read_ipam
+from ipamguard.liveness import ContainerInfo
+from ipamguard.liveness.model import Interest
+
+pytestmark = pytest.mark.oracle
+
+
+class Asked(Scripted):
+    """A scripted podman that records which containers each look asked about."""
+
+    def __init__(self, answers: list[list[ContainerInfo] | str]) -> None:
+        super().__init__(answers)
+        self.only: list[frozenset[str] | None] = []
+
+    def observe(self, holders: object = ()) -> list[ContainerInfo]:  # type: ignore[override]
+        only = getattr(holders, "only", None)
+        self.only.append(only)
+        answer = super().observe()
+        return [c for c in answer if only is None or c.id in only]
+
+
+def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_path: Path) -> None:
+    db = tmp_path / "ipam.db"
+    oracle.ipam_gen(db, NET, "10.89.0.0/16", 3000, ids_per_tx=500)
+    cache = PageCache()
+
+    def read() -> object:
+        with DB.open(db) as handle, handle.view() as tx:
+            return read_ipam(tx, cache)
+
+    first = read()
+    assert cache.touched is None and cache.parsed > 10
+    assert read() == first and cache.touched == frozenset() and cache.parsed == 0
+    victim = container_id(1234)
+    net, sub = NET.encode(), b"10.89.0.0/16"
+    key = next(
+        bytes.fromhex(k) for k in [ip_to_key(f"10.89.{(1234 + 2) // 256}.{(1234 + 2) % 256}").hex()]
+    )
+    oracle.apply(db, [[delete([net, sub], key), delete([net, b"ids"], victim.encode())]])
+    oracle.ipam_gen(db, NET, "10.89.0.0/16", 1, first_index=7000)
+    after = read()
+    with DB.open(db) as handle, handle.view() as tx:
+        full = read_ipam(tx)
+    assert after == full  # the same state as a full parse
+    assert cache.parsed <= 8
+    assert cache.touched == {victim, container_id(7000)}
+
+
+def test_a_focused_look_finds_what_a_full_look_finds(oracle: Oracle, tmp_path: Path) -> None:
+    db = tmp_path / "ipam.db"
+    oracle.ipam_gen(db, NET, SUBNET, 20)
+    alive = [running(i) for i in range(20) if i not in (3, 4)]
+    podman = Asked([alive])
+    ctx = context(tmp_path, db, podman)
+    s = ctx.stores()[0]
+    s.cache = PageCache()  # type: ignore[attr-defined]
+    full = judge(observe(ctx, s), {}, grace=0)
+    assert sorted(f.container_id for f in full.findings) == sorted(
+        [container_id(3), container_id(4)]
+    )
+    # container 5 dies without a teardown (an event names it); 3 is removed by podman
+    podman.answers = [[c for c in alive if c.id != container_id(5)]]
+    net, sub = NET.encode(), SUBNET.encode()
+    oracle.apply(db, [[delete([net, sub], ip_to_key(ip_of(3))),
+                       delete([net, b"ids"], container_id(3).encode())]])  # fmt: skip
+
+    def only_of(snapshot: object) -> frozenset[str]:
+        touched = s.cache.touched  # type: ignore[attr-defined]
+        assert touched == {container_id(3)}
+        return frozenset({container_id(5)}) | touched | {container_id(3), container_id(4)}
+
+    focused_obs = observe(ctx, s, only_of)
+    assert podman.only[-1] == {container_id(i) for i in (3, 4, 5)}  # asked about those only
+    focused = judge(focused_obs, {}, 0, full)
+    everything = judge(observe(ctx, s), {}, 0)
+    key = lambda f: (f.kind, f.ip, f.container_id)  # noqa: E731
+    assert sorted(map(key, focused.findings)) == sorted(map(key, everything.findings))
+    assert sorted(f.container_id for f in focused.findings) == sorted(
+        [container_id(4), container_id(5)]
+    )
+
+
+def test_a_focused_look_carries_orphan_networks_over(oracle: Oracle, tmp_path: Path) -> None:
+    """An orphan network involves every holder: judged at full looks only, kept between."""
+    db = tmp_path / "ipam.db"
+    oracle.ipam_gen(db, NET, SUBNET, 3)
+    oracle.ipam_gen(db, "gone", "10.90.0.0/24", 2, first_index=100)
+    ctx = context(tmp_path, db, Asked([[running(i) for i in range(3)]]))
+    s = ctx.stores()[0]
+    s.cache = PageCache()  # type: ignore[attr-defined]
+    full = judge(observe(ctx, s), {}, grace=0)
+    assert [(f.kind, f.network) for f in full.findings] == [("orphan-network", "gone")]
+    seen = {f.key: f.first_seen for f in full.findings}
+    focused = judge(observe(ctx, s, lambda _: frozenset()), seen, 0, full)
+    assert focused.findings == full.findings
+    assert Interest.of(["a"], None).only is None
