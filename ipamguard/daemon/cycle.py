@@ -53,9 +53,7 @@ class ReconcileCycle:
         self.config_seen: Config | None = None
         self.ctx: Context | None = None  # built at every full look (and kept between)
 
-    def run(
-        self, reason: str, config: Config, focus: frozenset[str] | None = None
-    ) -> CycleResult:
+    def run(self, reason: str, config: Config, focus: frozenset[str] | None = None) -> CycleResult:
         result = self._reconcile(config, focus)
         conflicts, problems = self._check_links()
         if result.measures is not None:

@@ -82,9 +82,7 @@ def _count(n: int, noun: str) -> str:
 class Cycle(Protocol):
     """One full reconcile; ``reason`` says what triggered it (for logs)."""
 
-    def run(
-        self, reason: str, config: Config, focus: frozenset[str] | None = None
-    ) -> CycleResult:
+    def run(self, reason: str, config: Config, focus: frozenset[str] | None = None) -> CycleResult:
         """``focus``: the containers the triggers named (see schedule.py); None: every
         container is looked at again."""
         ...

@@ -46,9 +46,7 @@ class RecordingCycle:
     max_running: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(
-        self, reason: str, config: Config, focus: frozenset[str] | None = None
-    ) -> CycleResult:
+    def run(self, reason: str, config: Config, focus: frozenset[str] | None = None) -> CycleResult:
         start = time.monotonic()
         with self._lock:
             self.running += 1
