@@ -137,3 +137,8 @@ class FixError(DoctorError):
 
 class SourceUnavailable(IpamguardError):
     """A liveness source (podman's API, runtime state, /proc) could not answer."""
+
+
+class SourceUncertain(IpamguardError):
+    """A liveness source answered, with a doubt that only a sign of life from the
+    network can lift (e.g. a podman process whose storage cannot be read)."""

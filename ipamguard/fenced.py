@@ -2,10 +2,10 @@
 
 repair, release and restore all write through ``write_fenced``:
 
-1. podman's network lock(s) are taken (created if missing, as podman does; never
-   written without them). While they are held, no podman on this host can set up
-   or tear down a network: ipam.db cannot change under us, and every setup that
-   allocated before is finished (its interfaces are up and answer on the bridge).
+1. podman's network lock(s) of the store are taken (created if missing, as podman
+   does; never written without them). While they are held, no podman on this host
+   can set up or tear down a network: the store cannot change under us, and every
+   setup that allocated before is finished (its interfaces answer on the bridge).
 2. The sources that take no podman lock (runtime state, conmon, in-flight
    processes) are asked again. podman's API is never asked under the network
    lock: a ``podman start`` holding a container lock while it waits for the
@@ -15,8 +15,9 @@ repair, release and restore all write through ``write_fenced``:
    undone (a ``podman stop`` then ``start`` giving back the same addresses), voids
    the decision: ``Changed`` is raised and nothing is written.
 4. ``decide`` re-makes the plan on that transaction with the fresh local liveness.
-5. Each address to be released is probed on its network (``prober``): an answer
-   means something holds it, whatever podman says, and that release is refused.
+5. Each address to be released is probed on its network (``prober``, or the
+   store's own for its networks): an answer means something holds it, whatever
+   podman says, and that release is refused.
 6. The changes are made in memory, then the backup records exactly what they
    remove (synced to disk), then the commit, under the store's own file lock,
    which is held for milliseconds (probing happens before, without it).
@@ -93,7 +94,9 @@ def write_fenced(
     """
     from ipamguard.locks import network_locks
 
-    locks = list(ctx.paths.network_locks)
+    locks = list(ctx.paths.network_locks if store.network_locks is None else store.network_locks)
+    if prober is not None and store.prober is not None:
+        prober = store.prober  # the store's own networks (CNI's bridges)
     with network_locks(locks, ctx.lock_timeout, ctx.paths.uid, create=ctx.create_locks) as taken:
         local = collect(ctx.local_sources()) if ask_local else LivenessSnapshot(0.0, {})
 
@@ -107,7 +110,11 @@ def write_fenced(
             result: FencedResult[T] = FencedResult(refused=list(decision.refused))
             actions = decision.actions
             if prober is not None:
-                actions = _probed(actions, prober, result)
+                actions = _probed(actions, prober, result, local.doubts)
+            elif local.doubts:  # nothing can lift the doubt
+                why = "cannot probe the network while " + local.doubts[0]
+                result.refused += ((item, why) for a in actions if a.addresses for item in a.items)
+                actions = [a for a in actions if not a.addresses]
             if not actions:
                 wtx.rollback()
                 return result
@@ -123,8 +130,11 @@ def write_fenced(
     return result
 
 
-def _probed(actions: list[Action[T]], prober: Prober, result: FencedResult[T]) -> list[Action[T]]:
-    """The actions none of whose addresses answers on its network."""
+def _probed(
+    actions: list[Action[T]], prober: Prober, result: FencedResult[T], doubts: Sequence[str]
+) -> list[Action[T]]:
+    """The actions none of whose addresses answers on its network, nor, while a source
+    has ``doubts``, lies on a network that cannot be probed."""
     wanted: dict[str, list[str]] = {}
     for action in actions:
         for network, ip in action.addresses:
@@ -141,10 +151,16 @@ def _probed(actions: list[Action[T]], prober: Prober, result: FencedResult[T]) -
             why = "in use on the network (" + "; ".join(in_use) + ")"
             result.refused.extend((item, why) for item in action.items)
             continue
-        for n, ip in action.addresses:
-            answer = answers.get((n, ip))
-            if answer is not None and answer.status == "impossible":
-                result.notes.append(f"{ip} ({n}) not probed: {answer.reason}")
+        blind = [
+            f"{ip} ({n}) cannot be probed: {answers[(n, ip)].reason}"
+            for n, ip in action.addresses
+            if (n, ip) in answers and answers[(n, ip)].status == "impossible"
+        ]
+        if blind and doubts:
+            why = "; ".join(blind) + ", and " + doubts[0]
+            result.refused.extend((item, why) for item in action.items)
+            continue
+        result.notes += blind
         kept.append(action)
     return kept
 

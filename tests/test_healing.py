@@ -20,7 +20,7 @@ from ops import delete, put
 from oracle_tool import Oracle, container_id
 
 from ipamguard.context import Context
-from ipamguard.errors import Changed, LockUnusable, SourceUnavailable
+from ipamguard.errors import Changed, LockUnusable, SourceUnavailable, SourceUncertain
 from ipamguard.healing import judge, observe, repair
 from ipamguard.ipam.model import ip_to_key
 from ipamguard.ipam.paths import PodmanPaths, network_locks
@@ -66,7 +66,11 @@ class Prober:
         self.asked.extend((network, tuple(ips)) for network, ips in wanted.items())
         return {network: {ip: self.answer(ip) for ip in ips} for network, ips in wanted.items()}
 
+    impossible: bool = False
+
     def answer(self, ip: str) -> Answer:
+        if self.impossible:
+            return Answer("impossible", "macvlan network: a probe from the host cannot reach it")
         if ip in self.in_use:
             return Answer("in-use", "ARP reply from 0a:00:00:00:00:01")
         return Answer("silent", "no answer")
@@ -327,3 +331,35 @@ def test_several_static_ips_of_one_container_in_one_subnet(oracle: Oracle, tmp_p
     assert oracle.check(db) == []
     dump = oracle.ipam_dump(db)["networks"][0]
     assert [a for s_ in dump["subnets"] for a in s_["allocations"]] == [] and dump["ids"] == []
+
+
+@dataclass
+class Doubtful:
+    """The in-flight source under the unit's sandbox: a podman of unknown storage."""
+
+    name: str = "in-flight"
+
+    def observe(self, holders: Collection[str] = ()) -> list[ContainerInfo]:
+        raise SourceUncertain("pid 9 (podman start x): podman whose environment cannot be read")
+
+
+@pytest.mark.parametrize(
+    ("prober", "released"),
+    [(Prober(), True), (Prober(impossible=True), False), (None, False)],
+    ids=["silent-on-the-bridge", "network-not-probeable", "no-prober"],
+)
+def test_a_doubt_is_lifted_by_the_network_only(
+    oracle: Oracle, tmp_path: Path, prober: Prober | None, released: bool
+) -> None:
+    """A podman of unknown storage at work: an address that is silent on its bridge may
+    be released; one on a network that cannot be probed may not."""
+    db = tmp_path / "ipam.db"
+    oracle.ipam_gen(db, NET, SUBNET, 2)
+    ctx = context(tmp_path, db, Scripted([[running(0)]]), local=[Doubtful()])  # type: ignore[list-item]
+    digest = sha(db)
+    result = heal(ctx, {"leaked"}, prober)
+    assert bool(result.released) is released  # type: ignore[attr-defined]
+    if not released:
+        ((_, why),) = result.refused  # type: ignore[attr-defined]
+        assert "environment cannot be read" in why
+        assert sha(db) == digest

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterable
 
-from ipamguard.errors import SourceUnavailable
+from ipamguard.errors import SourceUnavailable, SourceUncertain
 from ipamguard.liveness.inflight import InFlightSource
 from ipamguard.liveness.model import (
     RUNNING_STATES,
@@ -54,9 +54,14 @@ def collect(
     taken_at = clock()
     observations: list[ContainerInfo] = []
     failures: list[str] = []
+    doubts: list[str] = []
     for source in sources:
         try:
             observations += source.observe(holders)
         except SourceUnavailable as e:
             failures.append(str(e) or f"{source.name}: could not answer")
-    return LivenessSnapshot(taken_at, merge(observations), tuple(failures), tuple(observations))
+        except SourceUncertain as e:
+            doubts.append(str(e))
+    return LivenessSnapshot(
+        taken_at, merge(observations), tuple(failures), tuple(observations), tuple(doubts)
+    )

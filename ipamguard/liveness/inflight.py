@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from ipamguard.errors import SourceUnavailable
+from ipamguard.errors import SourceUnavailable, SourceUncertain
 from ipamguard.liveness.model import ContainerInfo
 from ipamguard.liveness.runtime import proc_cmdline, proc_read
 
@@ -52,6 +52,10 @@ GROUPS = frozenset({"container", "image", "network", "pod", "volume", "system", 
 BUILDAH_ALLOCATING = frozenset({"run", "bud", "build"})
 PODMAN_BUILDING = frozenset({"build", "buildx"})
 STORAGE_ENV = b"CONTAINERS_STORAGE_CONF="
+# a podman whose environment cannot be read (the daemon's sandbox holds fewer
+# capabilities than podman: /proc/PID/environ needs CAP_SYS_PTRACE then): its storage
+# is unknown; only the network can then tell whether an address is in use
+UNKNOWN_STORAGE = "podman whose environment cannot be read (its storage is unknown)"
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def unaccounted(
     if callable(environ):
         environ = environ()
     if environ is None:
-        return "podman whose environment cannot be read (its storage is unknown)"
+        return UNKNOWN_STORAGE
     if any(v.startswith(STORAGE_ENV) and v != STORAGE_ENV for v in environ.split(b"\0")):
         return "podman with its own CONTAINERS_STORAGE_CONF"
     return None
@@ -150,17 +154,25 @@ class InFlightSource:
         except OSError as error:
             raise SourceUnavailable(f"processes in {self.proc}: {error.strerror}") from None
         me = str(os.getpid())
+        doubts = []
         for pid in pids:
             if pid == me:
                 continue
             argv, environ = self._process(pid)
             why = unaccounted(argv, environ, self.default)
-            if why is not None:
-                shown = " ".join(argv)[:120]
-                raise SourceUnavailable(
-                    f"pid {pid} ({shown}): {why}; it may be setting up a container that "
-                    "no source sees yet"
-                )
+            if why is None:
+                continue
+            shown = " ".join(argv)[:120]
+            if why == UNKNOWN_STORAGE:
+                doubts.append(f"pid {pid} ({shown}): {why}")
+                continue
+            raise SourceUnavailable(
+                f"pid {pid} ({shown}): {why}; it may be setting up a container that "
+                "no source sees yet"
+            )
+        if doubts:
+            more = f" (and {len(doubts) - 1} more)" if len(doubts) > 1 else ""
+            raise SourceUncertain(doubts[0] + more)
         return []
 
     def _process(self, pid: str) -> tuple[list[str], Callable[[], bytes | None]]:

@@ -90,6 +90,9 @@ class LivenessSnapshot:
     containers: dict[str, ContainerInfo]
     failures: tuple[str, ...] = ()
     observations: tuple[ContainerInfo, ...] = field(default=(), repr=False)
+    # doubts that only the network can lift: no address may be released on a network
+    # where probing is impossible while one stands (see ipamguard.fenced)
+    doubts: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -107,8 +110,9 @@ class LivenessSnapshot:
         """This snapshot and a later one as one (every observation, every failure)."""
         observations = (*self.observations, *later.observations)
         return LivenessSnapshot(
-            self.taken_at, merge(observations), self.failures + later.failures, observations
-        )
+            self.taken_at, merge(observations), self.failures + later.failures, observations,
+            self.doubts + later.doubts,
+        )  # fmt: skip
 
     def seen(self, container_id: str) -> list[ContainerInfo]:
         """Every source's observation of this container (none: no source knows it)."""

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ipamguard.ipam.model import IpamState
 from ipamguard.ipam.release import ReleasePlan
+
+if TYPE_CHECKING:
+    from ipamguard.fenced import Prober
 
 T = TypeVar("T")
 
@@ -85,6 +88,11 @@ class WriteTx(Protocol):
 class AllocationStore(Protocol):
     kind: str  # "netavark", "cni"
     location: str  # the file or directory
+    # podman's network lock files of this store, taken in this order around every
+    # write (None: those of the context's network config dir, ctx.paths.network_locks)
+    network_locks: tuple[str, ...] | None
+    # probes this store's networks on their bridges (CNI's); None: the caller's prober
+    prober: Prober | None
 
     def read(self) -> StoreSnapshot:
         """The store as of now (an empty state if it does not exist yet)."""

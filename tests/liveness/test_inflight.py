@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ipamguard.errors import SourceUnavailable
+from ipamguard.errors import SourceUnavailable, SourceUncertain
+from ipamguard.liveness import collect
 from ipamguard.liveness.inflight import DefaultRoot, InFlightSource, subcommand, unaccounted
 
 DEFAULT = DefaultRoot("/var/lib/containers/storage", "/run/containers/storage")
@@ -98,3 +99,15 @@ def test_other_users_processes_do_not_count(tmp_path: Path) -> None:
 def test_missing_proc_is_a_failure(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable):
         InFlightSource(str(tmp_path / "nope")).observe()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fake /proc must be owned by root")
+def test_an_unreadable_environment_is_a_doubt_not_a_failure(tmp_path: Path) -> None:
+    """Under the unit's sandbox (fewer capabilities than podman) /proc/PID/environ of
+    podman cannot be read: its storage is unknown. That is a doubt the network can
+    lift (ipamguard.fenced probes), not a blind spot that stops everything."""
+    proc = fake_proc(tmp_path, {1: (["init"], PLAIN), 42: (["podman", "start", "x"], None)})
+    with pytest.raises(SourceUncertain, match=r"pid 42 \(podman start x\): .*cannot be read"):
+        InFlightSource(str(proc), default=DEFAULT).observe()
+    snapshot = collect([InFlightSource(str(proc), default=DEFAULT)])
+    assert snapshot.complete and snapshot.doubts and "pid 42" in snapshot.doubts[0]
