@@ -16,6 +16,7 @@ import json
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from ipamguard.bolt import Bucket, Tx
@@ -284,7 +285,8 @@ def _subnet_page(
         if len(key) * 8 != net.max_prefixlen or not first <= int.from_bytes(key) <= last:
             malformed.append(Malformed(name, cidr, ip, f"IP outside subnet {cidr}"))
             continue
-        allocations.append(Allocation(name, cidr, ip, printable(value)))
+        # interned: an allocation and its ids entry share the ID's and the IP's text
+        allocations.append(Allocation(name, cidr, intern(ip), intern(printable(value))))
     return allocations, malformed, last_ip
 
 
@@ -294,12 +296,12 @@ def _ids_page(
     entries: list[IdsEntry] = []
     malformed: list[Malformed] = []
     for key, value, flag in zip(keys, values, flags, strict=True):
-        container_id = printable(key)
+        container_id = intern(printable(key))
         ips = parse_ip_list(value) if not flag & 1 else None
         if ips is None:
             malformed.append(Malformed(name, None, container_id, "ids entry is not a JSON IP list"))
             continue
-        entries.append(IdsEntry(name, container_id, ips))
+        entries.append(IdsEntry(name, container_id, tuple(map(intern, ips))))
     return entries, malformed
 
 
