@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ipamguard.config import Config
-from ipamguard.ipam.paths import PodmanPaths, podman_paths
+from ipamguard.errors import UsageError
+from ipamguard.ipam.paths import PodmanPaths, cni_in_use, podman_paths
 from ipamguard.liveness import (
     ConmonSource,
     InFlightSource,
@@ -87,15 +88,35 @@ class Context:
         return [*self.api_sources(), *self.local_sources()]
 
     def stores(self) -> list[AllocationStore]:
-        """The allocation stores of this podman (ipam.db; see ipamguard.stores)."""
+        """Every allocation store of this podman, netavark's first: ipam.db unless podman
+        uses CNI and there is none, and CNI's files when podman uses CNI (or its choice
+        is not known and they exist); see ipamguard.stores and ``cni_in_use``."""
+        found = []
+        if self.paths.network_backend != "cni" or os.path.lexists(self.paths.db):
+            found.append(self.store("netavark"))
+        if cni_in_use(self.paths) and not is_offline(self.paths):
+            found.append(self.store("cni"))
+        return found
+
+    def store(self, kind: str) -> AllocationStore:
+        """The store of that kind ("netavark", "cni"), whether podman uses it or not."""
+        from ipamguard.stores.cni import CniStore
         from ipamguard.stores.netavark import NetavarkStore
 
-        return [
-            NetavarkStore(
-                self.paths.db, self.lock_timeout, self.paths.backup_dir, self.backups_keep,
-                self.full_backup_seconds,
-            )
-        ]  # fmt: skip
+        paths = self.paths
+        if kind == "netavark":
+            return NetavarkStore(
+                paths.db, self.lock_timeout, paths.backup_dir, self.backups_keep,
+                self.full_backup_seconds, network_locks=paths.network_locks,
+            )  # fmt: skip
+        if kind == "cni":
+            return CniStore(
+                paths.cni_data_dir, paths.cni_config_dir, self.lock_timeout, paths.backup_dir,
+                self.backups_keep, default_network=paths.default_network,
+                default_subnet=paths.default_subnet, network_locks=paths.cni_locks,
+                prober=self._cni_prober(),
+            )  # fmt: skip
+        raise UsageError(f"no allocation store of kind {kind!r} (netavark, cni)")
 
     def prober(self) -> Prober | None:
         """Probes addresses on their network's bridge; None where that cannot work.
@@ -111,6 +132,19 @@ class Context:
 
         def prober(wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, ProbeResult]]:
             return probe_networks(wanted, network_dir)
+
+        return prober
+
+    def _cni_prober(self) -> Prober | None:
+        """The CNI store's: its networks' bridges from their .conflist (rootless: none)."""
+        if self.paths.rootless:
+            return None
+        from ipamguard.liveness.bridges import probe_networks
+
+        config_dir = self.paths.cni_config_dir
+
+        def prober(wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, ProbeResult]]:
+            return probe_networks(wanted, config_dir, cni=True)
 
         return prober
 

@@ -17,8 +17,20 @@ Then (containers/common libnetwork/network/interface.go): rootful ipam.db is
 configs in ``network_config_dir``, else /etc/containers/networks (root) or
 ``$graphroot/networks`` (rootless); the network lock /run/lock/netavark.lock
 (root, podman >= 4.4) or ``$network_config_dir/netavark.lock`` (podman 4.0-4.3, and
-every rootless podman). A file that cannot be parsed is ignored, as podman would
-fail on it anyway; nothing here raises.
+every rootless podman).
+
+CNI backend (containers/common libnetwork/cni, libnetwork/network/interface.go):
+configs ``*.conflist`` in ``network_config_dir``, else /etc/cni/net.d (root) or
+``$XDG_CONFIG_HOME/cni/net.d`` (rootless); podman's network lock
+/run/lock/podman-cni.lock (root, podman >= 4.4) or ``$cni_config_dir/cni.lock``
+(podman 4.0-4.3, and every rootless podman); host-local's files in
+/var/lib/cni/networks (root) or, for a rootless podman (whose plugins run in its
+rootless-netns), ``$tmp_dir/rootless-netns/var/lib/cni/networks`` with tmp_dir
+containers.conf's ``[engine] tmp_dir``, else ``$XDG_RUNTIME_DIR/libpod/tmp``. The
+default network lives in memory (no .conflist) with ``default_subnet``.
+
+A file that cannot be parsed is ignored, as podman would fail on it anyway;
+nothing here raises.
 """
 
 from __future__ import annotations
@@ -34,7 +46,11 @@ SYSTEM_CONF_DIRS = ("/usr/share/containers", "/etc/containers")
 ROOTFUL_RUN_DIR = "/run/containers/networks"
 ROOTFUL_NETWORK_DIR = "/etc/containers/networks"
 ROOTFUL_LOCK = "/run/lock/netavark.lock"
+ROOTFUL_CNI_LOCK = "/run/lock/podman-cni.lock"  # podman >= 4.4
+ROOTFUL_CNI_DATA_DIR = "/var/lib/cni/networks"  # host-local's default dataDir
+CNI_LOCK_NAME = "cni.lock"  # in the CNI config dir: podman 4.0-4.3, and rootless
 DEFAULT_NETWORK = "podman"
+DEFAULT_SUBNET = "10.88.0.0/16"
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,9 @@ class PodmanSetup:
     default_network: str
     runtime_dir: str  # /run (root) or $XDG_RUNTIME_DIR: runc/, crun/, podman/, netns/
     cni_config_dir: str
+    cni_data_dir: str = ROOTFUL_CNI_DATA_DIR  # host-local's files: DIR/NETWORK/IP
+    cni_locks: tuple[str, ...] = ()  # podman's network lock(s) under the CNI backend
+    default_subnet: str = DEFAULT_SUBNET  # of the default network (no config file)
 
 
 def read_setup(
@@ -74,6 +93,12 @@ def read_setup(
     cni_dir = configured or (
         os.path.join(config_home, "cni", "net.d") if rootless else f"{etc}/cni/net.d"
     )
+    in_cni_dir = os.path.join(cni_dir, CNI_LOCK_NAME)
+    cni_data_dir = ROOTFUL_CNI_DATA_DIR
+    if rootless:  # the plugins run in the rootless-netns, with its own /var/lib/cni
+        tmp_dir = _string(containers.get("engine", {}).get("tmp_dir"))
+        tmp_dir = tmp_dir or os.path.join(runtime_dir, "libpod", "tmp")
+        cni_data_dir = os.path.join(tmp_dir, "rootless-netns", ROOTFUL_CNI_DATA_DIR[1:])
     return PodmanSetup(
         rootless=rootless,
         uid=uid,
@@ -86,6 +111,9 @@ def read_setup(
         default_network=_string(network.get("default_network")) or DEFAULT_NETWORK,
         runtime_dir=runtime_dir,
         cni_config_dir=cni_dir,
+        cni_data_dir=cni_data_dir,
+        cni_locks=(in_cni_dir,) if rootless else (ROOTFUL_CNI_LOCK, in_cni_dir),
+        default_subnet=_string(network.get("default_subnet")) or DEFAULT_SUBNET,
     )
 
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
     python3 python3-venv python3-dev gcc
-    podman runc busybox-static conmon netavark aardvark-dns iptables  # real podman (e2e)
+    podman runc busybox-static conmon netavark aardvark-dns iptables containernetworking-plugins  # real podman (e2e; CNI too)
     golang-go golang-github-coreos-bbolt-dev   # Go's bbolt: the oracle
     strace                              # crash tests: kill the writer at every write
     systemd dbus iproute2 kmod          # journald, networkd, dbus-daemon, ip

@@ -1,4 +1,4 @@
-"""``ipamguard restore``: put a backup of ipam.db back, safely."""
+"""``ipamguard restore``: put a backup back, safely (ipam.db, or CNI's files)."""
 
 from __future__ import annotations
 
@@ -61,13 +61,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json and not (args.yes or args.dry_run):
         raise UsageError("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
     ctx = context_from(args)
+    store = _store_of(ctx, args.backup)
 
     def ask(plan: RestorePlan) -> None:
         _print_changes(plan, sys.stderr)
-        confirm(f"Rewrite {ctx.paths.db} with the content of {args.backup}?", assume_yes=False)
+        if plan.kind == "record":
+            question = f"Put back into {store.location} what {args.backup} holds?"
+        else:
+            question = f"Rewrite {store.location} with the content of {args.backup}?"
+        confirm(question, assume_yes=False)
 
     plan = restore(
-        ctx, ctx.stores()[0], args.backup, force=args.force, dry_run=args.dry_run,
+        ctx, store, args.backup, force=args.force, dry_run=args.dry_run,
         confirm=None if args.yes else ask, prober=ctx.prober(), other_file=args.other_file,
     )  # fmt: skip
     if args.json:
@@ -92,6 +97,16 @@ def run(args: argparse.Namespace) -> int:
         if plan.safety_backup:
             print(f"the file before the restore: {plan.safety_backup}", file=sys.stderr)
     return EXIT_OK if plan.added or plan.removed else EXIT_NOTHING
+
+
+def _store_of(ctx: Any, backup: str) -> Any:
+    """The store a backup belongs to: a release record names it (netavark's ipam.db or
+    CNI's files); a full copy is always of ipam.db."""
+    from ipamguard.backups import is_record, read_record
+
+    if is_record(backup):
+        return ctx.store(read_record(backup)["store"])
+    return ctx.store("netavark")
 
 
 def _print_changes(plan: Any, stream: Any) -> None:

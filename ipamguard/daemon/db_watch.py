@@ -7,6 +7,11 @@ does not exist yet (no podman network used since boot), its nearest existing
 ancestor is watched for new directories until the path is complete; when the
 directory goes away, the watch falls back the same way.
 
+Under podman's CNI backend (``podman_cni_dir``), CNI's host-local files are watched
+too (``CniWatch``): the data directory and every network directory in it, those
+created later included; any file but ``lock`` created, written, renamed or deleted
+pushes the same trigger.
+
 No thread, no polling: the inotify descriptor sits in the event loop
 (``loop.add_reader``); pyinotify only decodes what was read.
 """
@@ -43,6 +48,8 @@ DB_EVENTS = (
 SELF_EVENTS = pyinotify.IN_DELETE_SELF | pyinotify.IN_MOVE_SELF | pyinotify.IN_IGNORED
 ANCESTOR_EVENTS = pyinotify.IN_CREATE | pyinotify.IN_MOVED_TO
 
+LOCK_FILE = "lock"  # the host-local plugin's flock: opening it is no change
+
 log = structlog.get_logger(__name__)
 
 
@@ -57,9 +64,13 @@ def nearest_existing_dir(path: str) -> str:
 
 
 class DbWatch:
-    """A ``TriggerSource`` for changes of the ipam.db file at ``db_path``."""
+    """A ``TriggerSource`` for changes of the ipam.db file at ``db_path``, and of CNI's
+    files in ``cni_dir`` ("": those of the same podman, ``podman_cni_dir``; None: none)."""
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(self, db_path: str, cni_dir: str | None = "") -> None:
+        if cni_dir == "":
+            cni_dir = podman_cni_dir(db_path)
+        self.cni = CniWatch(cni_dir) if cni_dir else None
         self.db_path = os.path.abspath(db_path)
         self.db_dir, self.db_name = os.path.split(self.db_path)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,6 +82,8 @@ class DbWatch:
         self.watched: str | None = None  # the directory watched now
 
     def start(self, loop: asyncio.AbstractEventLoop, push: Push) -> None:
+        if self.cni is not None:
+            self.cni.start(loop, push)
         self._loop, self._push = loop, push
         try:
             self._manager = pyinotify.WatchManager()
@@ -86,6 +99,8 @@ class DbWatch:
         loop.add_reader(self._fd, self._on_readable)
 
     def stop(self) -> None:
+        if self.cni is not None:
+            self.cni.stop()
         if self._notifier is None or self._loop is None or self._fd is None:
             return
         self._loop.remove_reader(self._fd)
@@ -144,6 +159,95 @@ class DbWatch:
             self._watch()  # a directory on the way to ipam.db appeared
             if self.watched == self.db_dir and os.path.exists(self.db_path):
                 self._emit(f"{self.db_path} appeared")
+
+    def _emit(self, reason: str) -> None:
+        if self._push is not None:
+            self._push(Trigger("db-changed", None, reason))
+
+
+def podman_cni_dir(db_path: str) -> str | None:
+    """CNI's data directory when ``db_path`` is the ipam.db of this user's podman and
+    that podman keeps its allocations in CNI's files (ipamguard.ipam.paths.cni_in_use)."""
+    from ipamguard.ipam.paths import cni_in_use, podman_paths
+
+    paths = podman_paths()
+    if os.path.abspath(paths.db) != os.path.abspath(db_path) or not cni_in_use(paths):
+        return None
+    return paths.cni_data_dir
+
+
+class CniWatch:
+    """A ``TriggerSource`` for changes of CNI's host-local files under ``data_dir``."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self._push: Push | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._manager: pyinotify.WatchManager | None = None
+        self._notifier: pyinotify.Notifier | None = None
+        self._fd: int | None = None
+        self.watched: str | None = None  # the data dir (and its subdirectories), or an ancestor
+
+    def start(self, loop: asyncio.AbstractEventLoop, push: Push) -> None:
+        self._loop, self._push = loop, push
+        try:
+            self._manager = pyinotify.WatchManager()
+        except (OSError, pyinotify.PyinotifyError) as error:
+            log.error("cannot watch CNI's files (podman's events and the resync still apply)",
+                      directory=self.data_dir, error=str(error))  # fmt: skip
+            return
+        self._notifier = pyinotify.Notifier(self._manager, default_proc_fun=self._on_event)
+        self._watch()
+        self._fd = self._manager.get_fd()
+        loop.add_reader(self._fd, self._on_readable)
+
+    def stop(self) -> None:
+        if self._notifier is None or self._loop is None or self._fd is None:
+            return
+        self._loop.remove_reader(self._fd)
+        self._notifier.stop()
+        self._notifier = self._manager = None
+        self._fd = None
+        self.watched = None
+
+    def _on_readable(self) -> None:
+        if self._notifier is not None:
+            self._notifier.read_events()
+            self._notifier.process_events()
+
+    def _watch(self) -> None:
+        """The data dir with every directory below it, or (missing) its nearest ancestor."""
+        assert self._manager is not None
+        for wd in list(self._manager.watches):
+            with contextlib.suppress(pyinotify.WatchManagerError):
+                self._manager.rm_watch(wd, quiet=False)
+        target = nearest_existing_dir(self.data_dir)
+        whole = target == self.data_dir
+        mask = (DB_EVENTS if whole else ANCESTOR_EVENTS) | SELF_EVENTS | pyinotify.IN_ONLYDIR
+        try:
+            wds = self._manager.add_watch(target, mask, rec=whole, auto_add=whole, quiet=False)
+        except pyinotify.WatchManagerError as error:
+            log.error("cannot watch CNI's files (podman's events and the resync still apply)",
+                      directory=target, error=str(error))  # fmt: skip
+            self.watched = None
+            return
+        self.watched = target if wds.get(target, -1) >= 0 else None
+
+    def _on_event(self, event: pyinotify.Event) -> None:
+        mask, path = event.mask, os.path.abspath(event.path)
+        if mask & pyinotify.IN_Q_OVERFLOW:
+            self._emit("inotify queue overflow")
+        elif path == self.watched and mask & (pyinotify.IN_DELETE_SELF | pyinotify.IN_MOVE_SELF):
+            self._watch()
+            self._emit(f"{path} changed: watching again")
+        elif self.watched != self.data_dir:
+            if mask & pyinotify.IN_ISDIR and mask & ANCESTOR_EVENTS:
+                self._watch()  # a directory on the way to the data dir appeared
+                if self.watched == self.data_dir:
+                    self._emit(f"{self.data_dir} appeared")
+        elif mask & DB_EVENTS and event.name != LOCK_FILE:
+            where = os.path.relpath(event.pathname, self.data_dir)
+            self._emit(f"{event.maskname} {where}")
 
     def _emit(self, reason: str) -> None:
         if self._push is not None:

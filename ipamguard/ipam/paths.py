@@ -3,7 +3,9 @@
 Built in one place (``podman_paths``) for the CLI and the daemon alike: from
 podman's own configuration (ipamguard.podman_config), then ipamguard's overrides
 (``--db``, ``--network-dir``, ``[paths]``...). The network locks always follow the
-network config directory in use.
+network config directory in use. Under the CNI backend the configs are CNI's
+(``cni_config_dir``), its host-local files are in ``cni_data_dir`` and podman's
+network lock is ``cni_locks`` (see ipamguard.podman_config).
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ipamguard.podman_config import PodmanSetup, read_setup
+from ipamguard.podman_config import (
+    CNI_LOCK_NAME,
+    DEFAULT_SUBNET,
+    ROOTFUL_CNI_DATA_DIR,
+    ROOTFUL_CNI_LOCK,
+    PodmanSetup,
+    read_setup,
+)
 
 ROOTFUL_DB = "/run/containers/networks/ipam.db"
 ROOTFUL_NETWORK_DIR = "/etc/containers/networks"
 PODMAN_SOCKET_URL = "unix:///run/podman/podman.sock"
 BACKUP_DIR = "/var/lib/ipamguard/backups"
 RUNTIMES = ("runc", "crun", "youki")
+ROOTFUL_CNI_CONFIG_DIR = "/etc/cni/net.d"
 
 
 @dataclass(frozen=True)
@@ -37,10 +47,15 @@ class PodmanPaths:
     graphroot: str = "/var/lib/containers/storage"
     runroot: str = "/run/containers/storage"
     default_network: str = "podman"
-    network_backend: str | None = None
+    network_backend: str | None = None  # "netavark", "cni", or None: not known
+    cni_config_dir: str = ROOTFUL_CNI_CONFIG_DIR
+    cni_data_dir: str = ROOTFUL_CNI_DATA_DIR
+    cni_locks: tuple[str, ...] = (ROOTFUL_CNI_LOCK, f"{ROOTFUL_CNI_CONFIG_DIR}/{CNI_LOCK_NAME}")
+    default_subnet: str = DEFAULT_SUBNET
 
     def with_network_dir(self, network_dir: str) -> PodmanPaths:
-        """These paths with another network config dir, and the locks that go with it."""
+        """These paths with another netavark network config dir, and the locks that go
+        with it (CNI's config dir is podman's own: containers.conf, see podman_config)."""
         return dataclasses.replace(
             self, network_dir=network_dir, network_locks=network_locks(network_dir, self.rootless)
         )
@@ -50,6 +65,18 @@ def network_locks(network_dir: str, rootless: bool = False) -> tuple[str, ...]:
     """podman's network lock files for this network config dir, in the fixed order."""
     in_dir = os.path.join(network_dir, "netavark.lock")
     return (in_dir,) if rootless else ("/run/lock/netavark.lock", in_dir)
+
+
+def cni_in_use(paths: PodmanPaths) -> bool:
+    """Does this podman keep allocations in CNI's host-local files?
+
+    Yes when it uses the CNI backend (containers.conf ``network_backend``, else
+    ``$graphroot/defaultNetworkBackend``), or when its choice is not known and the
+    files exist. Under netavark, CNI files left from before are not podman's.
+    """
+    if paths.network_backend is not None:
+        return paths.network_backend == "cni"
+    return os.path.isdir(paths.cni_data_dir)
 
 
 def from_setup(setup: PodmanSetup, backup_dir: str) -> PodmanPaths:
@@ -66,6 +93,10 @@ def from_setup(setup: PodmanSetup, backup_dir: str) -> PodmanPaths:
         runroot=setup.runroot,
         default_network=setup.default_network,
         network_backend=setup.network_backend,
+        cni_config_dir=setup.cni_config_dir,
+        cni_data_dir=setup.cni_data_dir,
+        cni_locks=setup.cni_locks,
+        default_subnet=setup.default_subnet,
     )
 
 

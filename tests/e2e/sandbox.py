@@ -13,7 +13,8 @@ Layout inside the sandbox (everything else is the host's, e.g. ``/tmp``, ``/work
   /run/lock, /run/netns, /run/runc, /run/systemd, /run/log/journal, /run/dbus).
 - ``/var/lib``: an overlay of the host's /var/lib with a tmpfs upper layer (so that
   mount points can be created without touching the host), with tmpfs on
-  ``/var/lib/containers`` (podman's overlay driver cannot sit on overlayfs).
+  ``/var/lib/containers`` (podman's overlay driver cannot sit on overlayfs) and on
+  ``/var/lib/cni`` (CNI's host-local files, under ``network_backend = "cni"``).
 - ``/etc/containers``: a bind-mounted copy of the host's with our containers.conf
   (CONTAINERS_CONF) and without networks/, containers.conf.d/ and storage.conf;
   ``/etc/cni``, ``/var/tmp``, ``/dev/shm`` (podman's SHM locks) and
@@ -389,6 +390,8 @@ def _host_lines() -> list[str]:
         "workdir=/run/.sandbox/varlib-work /var/lib",
         "mkdir -p /var/lib/containers /var/lib/cni",
         "mount -t tmpfs -o mode=700 tmpfs /var/lib/containers",
+        # CNI's host-local files (network_backend = "cni"): none of the host's
+        "mount -t tmpfs -o mode=755 tmpfs /var/lib/cni",
         "mount -t tmpfs -o mode=1777 tmpfs /var/tmp",
         "if [ -d /etc/cni ]; then mount -t tmpfs tmpfs /etc/cni; mkdir /etc/cni/net.d; fi",
         "if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi",
