@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Any
 
 import pytest
 from cli_helpers import as_json, show
 from oracle_tool import Oracle
-from sandbox import IMAGE, IPAM_DB, Sandbox
+from sandbox import IMAGE, IPAM_DB, REPO_ROOT, Sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -119,3 +120,52 @@ def test_rootless_seed_incident_check_and_repair(rootless_sandbox: Sandbox, orac
     sb.podman_user("rm", "-f", "-t0", "again", "healthy")
     assert allocations(oracle, sb) == {}
     assert oracle.check(sb.host_path(sb.rootless.ipam_db)) == []
+
+
+def test_rootless_daemon_heals_the_seed_under_the_users_lock(
+    rootless_sandbox: Sandbox, oracle: Oracle
+) -> None:
+    """``ipamguard daemon --user`` (what the user unit runs), repair on: the seed incident
+    healed under the user's netavark.lock, live containers untouched; the release's record
+    restores it, as the user; without the user's API socket the CLI asks podman."""
+    sb, user = rootless_sandbox, rootless_sandbox.rootless
+    sb.podman_user("network", "create", NET, "--subnet", SUBNET)
+    healthy = sb.podman_user("run", "-d", "--name", "healthy", "--network", NET,
+                             IMAGE, "sleep", "1000").stdout.strip()  # fmt: skip
+    leak = sb.stage_leak("victim", NET, IP, user=True)
+    sb.start_podman_service(user=True)
+    config_dir = f"{user.home}/.config/ipamguard"
+    sb.run_as_user("mkdir", "-p", config_dir)
+    sb.run_as_user("sh", "-c", f"printf '%s' '[repair]\nenabled = true\ngrace_seconds = 0\n' "
+                   f"> {config_dir}/ipamguard.toml")  # fmt: skip
+    lock = sb.host_path(f"{user.network_config_dir}/netavark.lock")
+    daemon = sb.popen_as_user(
+        sb.python, "-m", "ipamguard", "daemon", "--user", "--log-format", "json",
+        env={"PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while (NET, IP) in allocations(oracle, sb):
+            assert daemon.poll() is None, daemon.communicate()
+            assert time.monotonic() < deadline, "the user's daemon never released the leak"
+            time.sleep(0.2)
+    finally:
+        sb.signal(daemon)
+        _, log = daemon.communicate(timeout=20)
+    released = [json.loads(line) for line in log.splitlines() if '"released ' in line]
+    assert released and released[0]["container_id"] == leak, log[-2000:]
+    assert set(allocations(oracle, sb).values()) == {healthy}
+    assert lock.stat().st_uid == user.uid  # the user's own lock, as podman uses it
+    assert oracle.check(sb.host_path(user.ipam_db)) == []
+    record = released[0]["backup"]
+    assert record.startswith(f"{user.home}/.local/state/ipamguard/backups/release.netavark.")
+
+    # without the user's API socket, the CLI asks the podman command
+    sb.stop_podman_service(user=True)
+    res = ig_user(sb, "check", rc=0)
+    assert "asked the podman command" in res.stderr, show(res)
+    # the record puts the leak back, exactly (the user vouches for it: nothing holds .5)
+    ig_user(sb, "restore", record, "--yes", rc=0)
+    assert allocations(oracle, sb)[(NET, IP)] == leak
+    assert oracle.check(sb.host_path(user.ipam_db)) == []
