@@ -149,7 +149,7 @@ class _JournalLoggerFactory:
 
 
 class _StdlibBridge(logging.Handler):
-    """Records of the ``logging`` module (podman-py, urllib3, pyinotify) into structlog."""
+    """Records of the ``logging`` module (pyinotify, dbus-next, ...) into structlog."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

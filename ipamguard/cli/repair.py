@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
         "network lock, ipam.db must still be exactly the file that was judged (else "
         "everything is looked at again), runtime state and conmon are asked again, "
         "every address is probed on its network's bridge (an answer: not released), "
-        "a copy of ipam.db is saved, and the change is committed under bbolt's file "
+        "a record of what it removes is saved, and the change is committed under bbolt's file "
         "lock (milliseconds). A live container's allocation is never released; when "
         "a liveness source cannot answer, nothing is.",
         epilog="Kinds that can be released: leaked, stale, orphan-network (dangling and "

@@ -14,7 +14,6 @@ from ipamguard.doctor.report import (
     DoctorReport,
     DoctorSources,
     apply_fix,
-    check_bridge_health,
     plan_fix,
     run_doctor,
 )
@@ -25,7 +24,6 @@ __all__ = [
     "Finding",
     "FixPlan",
     "apply_fix",
-    "check_bridge_health",
     "plan_fix",
     "run_doctor",
 ]

@@ -1,14 +1,13 @@
 """The doctor's shell: read the sources, run the pure analysis, apply the fix.
 
-``run_doctor`` is what the CLI and the daemon call; ``check_bridge_health`` is
-the cheap part the daemon runs after a container start. Every source sits in
+``run_doctor`` is what the CLI and the daemon call. Every source sits in
 ``DoctorSources`` so that tests swap the sources, not the logic.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,34 +96,6 @@ def run_doctor(sources: DoctorSources | None = None) -> DoctorReport:
         *_bridge_health(links, container),
     )
     return DoctorReport(links, configs.bridges, container, status, network_files, findings)
-
-
-def check_bridge_health(
-    bridges: Iterable[str] | None = None, sources: DoctorSources | None = None
-) -> list[Finding]:
-    """Bridge health only (no D-Bus): for the daemon after a container event.
-
-    With ``bridges``, only veths of those bridges (and veths on no bridge at
-    all, which cannot say where they belong) are checked.
-    """
-    sources = sources or DoctorSources()
-    configs = read_bridge_configs(sources.podman_dirs, sources.cni_dirs)
-    links = sources.links.links()
-    container = find_container_links(links, configs.bridges)
-    findings = _bridge_health(links, container)
-    if bridges is None:
-        return findings
-    wanted = set(bridges)
-
-    def concerns_wanted(finding: Finding) -> bool:
-        if finding.link in wanted:  # one of the bridges itself
-            return True
-        if finding.link not in container.veths:
-            return False
-        bridge = container.veths[finding.link]
-        return bridge is None or bridge in wanted
-
-    return [finding for finding in findings if concerns_wanted(finding)]
 
 
 def plan_fix(report: DoctorReport, dropin: Path = fix.DROPIN_PATH) -> fix.FixPlan:

@@ -8,7 +8,6 @@ every ``ids`` entry of that ID, in the networks asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ipamguard.bolt import Tx
@@ -100,65 +99,3 @@ def apply_release(tx: Tx, plan: ReleasePlan) -> None:
         if ids is None or ids.get(entry.container_id.encode()) is None:
             raise AssertionError(f"ids entry moved under the plan: {entry}")
         ids.delete(entry.container_id.encode())
-
-
-@dataclass(frozen=True)
-class ReleaseResult:
-    plan: ReleasePlan
-    written: bool
-    txid: int  # the transaction the plan was made from (or written as)
-    lock_hold: float  # seconds the exclusive db flock was held
-    network_locks: tuple[str, ...]
-    backup: str | None = None
-
-
-def release_container(
-    db_path: str,
-    container: str,
-    network: str | None,
-    *,
-    dry_run: bool,
-    lock_paths: tuple[str, ...],
-    timeout: float,
-    confirm: Callable[[ReleasePlan], None] | None = None,
-    vouch: Callable[[str], None] | None = None,
-    backup: Callable[[Tx], str] | None = None,
-) -> ReleaseResult:
-    """Release every allocation of ``container`` under podman's locks, in one write tx.
-
-    With ``confirm`` the plan is shown first, from a validated copy of the file,
-    before anything is locked. ``vouch(container_id)`` raises when the container
-    must not be released (it lives, or nobody can tell); it runs before podman's
-    locks are taken. ``backup(tx)`` saves the file the write starts from. The
-    write happens under the network lock(s) and the db flock, on a plan made
-    again from the file as it is then.
-    """
-    from ipamguard.bolt import DB
-    from ipamguard.locks import network_locks
-
-    with DB.open(db_path, readonly=dry_run, timeout=timeout) as db:
-        if dry_run or confirm is not None or vouch is not None:
-            with db.view() as tx:
-                plan = plan_release(tx, container, network)
-                txid = tx.txid
-            if dry_run:
-                return ReleaseResult(plan, False, txid, 0.0, ())
-            if vouch is not None:
-                vouch(plan.container_id)
-            if confirm is not None:
-                confirm(plan)
-            container = plan.container_id  # what was confirmed, not a prefix again
-        saved: list[str] = []
-        with network_locks(list(lock_paths), timeout) as taken:
-
-            def work(tx: Tx) -> tuple[ReleasePlan, int]:
-                fresh = plan_release(tx, container, network)
-                if backup is not None:
-                    saved.append(backup(tx))
-                apply_release(tx, fresh)
-                return fresh, tx.txid
-
-            written, txid = db.transact(work)
-        return ReleaseResult(
-            written, True, txid, db.last_lock_hold, tuple(taken), saved[-1] if saved else None
-        )

@@ -14,9 +14,11 @@ from ops import create_bucket, put
 from oracle_tool import Oracle, container_id
 
 from ipamguard.bolt import DB
+from ipamguard.context import Overrides, build_context
 from ipamguard.errors import NotFound, UsageError
 from ipamguard.ipam.model import read_ipam
-from ipamguard.ipam.release import plan_release, release_container
+from ipamguard.ipam.release import plan_release
+from ipamguard.manual import release_container
 
 pytestmark = pytest.mark.oracle
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +108,11 @@ def test_release_container_removes_exactly_its_keys(oracle: Oracle, tmp_path: Pa
     path = ipam_file(oracle, tmp_path, 500)
     before = oracle.dump(path)
     cid = container_id(123)
-    result = release_container(str(path), cid, None, dry_run=False, lock_paths=(), timeout=1.0)
+    ctx = build_context(False, Overrides(db=str(path), backup_dir=str(tmp_path / "backups")))
+    (store,) = ctx.stores()
+    result = release_container(
+        ctx, store, cid, None, dry_run=False, force=True, confirm=None, prober=None
+    )
     assert result.written and len(result.plan.allocations) == 1
     assert oracle.check(path) == []
     after = oracle.dump(path)
