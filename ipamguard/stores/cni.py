@@ -34,10 +34,12 @@ from ipamguard.stores.cni_files import (
     DirStamp,
     FileStamp,
     canonical_address,
+    dir_entries,
+    entries_of,
     parse_address_file,
     parse_state,
     read_files,
-    stamp_dir,
+    stamp_file,
 )
 
 if TYPE_CHECKING:
@@ -107,8 +109,7 @@ class CniStore:
                 stack.callback(funlock, locks[network])
                 locked_at = locked_at or time.monotonic()
             for network in networks:  # exactly the files the decision was made on?
-                now, then = stamp_dir(dirs[network], network), fence.dir(network)
-                if now.files != (then.files if then else ()) or (then and now.inode != then.inode):
+                if not self._unchanged(wtx, network, dirs[network]):
                     raise Changed(
                         f"{os.path.join(self.location, network)} changed since it was read; "
                         "nothing was written"
@@ -119,13 +120,25 @@ class CniStore:
                 _create(dirs[network], name, content, mode)
             for network in networks:
                 os.fsync(dirs[network])
-                after[network] = stamp_dir(dirs[network], network)
+                after[network] = _after(wtx, network, dirs[network])
         assert locked_at is not None
         hold = time.monotonic() - locked_at
         kept = [d for d in fence.dirs if d.network not in after]
         dirs_after = sorted([*kept, *after.values()], key=lambda d: d.network)
         root_inode = fence.root if fence.root is not None else os.stat(self.location).st_ino
         return hold, CniFence(root_inode, tuple(dirs_after))
+
+    @staticmethod
+    def _unchanged(wtx: CniWriteTx, network: str, fd: int) -> bool:
+        """The directory holds the files of the snapshot (by their metadata), and each
+        file to be removed is exactly as read (content and generation too)."""
+        then = wtx.fence.dir(network)
+        if then is not None and os.fstat(fd).st_ino != then.inode:
+            return False
+        if dir_entries(fd) != entries_of(then):
+            return False
+        planned = ((name, stamp) for (n, name), stamp in wtx.removals.items() if n == network)
+        return all(stamp_file(fd, name) == stamp for name, stamp in planned)
 
     def _open_lock(self, stack: contextlib.ExitStack, dir_fd: int, network: str) -> int:
         """The host-local plugin's lock file, created as the plugin creates it."""
@@ -140,6 +153,16 @@ class CniStore:
             ) from None
         stack.callback(os.close, fd)
         return fd
+
+
+def _after(wtx: CniWriteTx, network: str, fd: int) -> DirStamp:
+    """The directory's stamp after the commit: the snapshot's, less what went, plus what
+    was created (stamped now)."""
+    then = wtx.fence.dir(network)
+    kept = [f for f in (then.files if then else ()) if (network, f.name) not in wtx.removals]
+    made = (stamp_file(fd, name) for n, name in wtx.additions if n == network)
+    files = sorted([*kept, *(f for f in made if f is not None)], key=lambda f: f.name)
+    return DirStamp(network, os.fstat(fd).st_ino, tuple(files))
 
 
 def _open_dir(stack: contextlib.ExitStack, parent: int | None, name: str, create: bool) -> int:

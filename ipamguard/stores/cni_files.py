@@ -135,6 +135,29 @@ def stamp_dir(fd: int, network: str) -> DirStamp:
     return DirStamp(network, os.fstat(fd).st_ino, tuple(f for f in files if f is not None))
 
 
+Entry = tuple[str, int, int, int, int, int]  # name, inode, size, mtime_ns, ctime_ns, mode
+
+
+def dir_entries(fd: int) -> list[Entry]:
+    """Every file but ``lock`` by its metadata alone (no file opened): what a write
+    compares with ``entries_of`` its snapshot under the exclusive flock, in microseconds
+    per file (a change of content changes the times)."""
+    found = []
+    for name in sorted(n for n in os.listdir(fd) if n != LOCK_NAME):
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        found.append((name, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns,
+                      stat.S_IMODE(info.st_mode)))  # fmt: skip
+    return found
+
+
+def entries_of(directory: DirStamp | None) -> list[Entry]:
+    files = directory.files if directory is not None else ()
+    return [(f.name, f.inode, f.size, f.mtime_ns, f.ctime_ns, f.mode) for f in files]
+
+
 def stamp_file(dir_fd: int, name: str) -> FileStamp | None:
     try:
         fd = os.open(name, _NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
