@@ -214,6 +214,26 @@ def test_seed_incident_found_by_check_and_repaired(cni: Sandbox) -> None:
     assert_as_podman_expects(cni)
 
 
+def test_a_removed_network_that_still_holds_a_leak_is_an_orphan(cni: Sandbox) -> None:
+    """``podman network rm`` removes the .conflist, never the network's directory (its
+    lock and last_reserved_ip.0 stay): with a leaked address in it, an orphan network."""
+    leak = stage_leak(cni, "victim", LEAK)
+    cni.podman("network", "rm", NET)
+    cni.start_podman_service()
+    doc = as_json(ig(cni, "check", "--json", rc=1))
+    [finding] = doc["findings"]
+    assert (finding["kind"], finding["network"], finding["releasable"]) == (
+        "orphan-network", NET, True
+    )  # fmt: skip
+    doc = repair(cni)
+    assert [(f["kind"], f["network"]) for f in doc["released"]] == [("orphan-network", NET)]
+    assert sorted(n for _, n in files(cni)) == ["last_reserved_ip.0", "lock"]
+    assert leak not in held(cni).values()
+    ig(cni, "check", rc=0)  # what is left holds nothing: no finding
+    cni.network_create(NET, SUBNET)  # the name and the address can be had again
+    assert_as_podman_expects(cni)
+
+
 def test_restore_of_a_release_record_puts_the_file_back(cni: Sandbox) -> None:
     leak = stage_leak(cni, "victim", LEAK)
     cni.start_podman_service()
