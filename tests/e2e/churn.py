@@ -1105,9 +1105,6 @@ class Churn:
         else:
             self._mark(box.cid, now, PLANTED if box.cid in self.planted else DEAD)
 
-    def _addresses_of(self, cid: str) -> set[tuple[str, str]]:
-        return {k for k, v in self._held().items() if v == cid}
-
     # ------------------------------------------------------------------ podman's view
 
     def _inspect_api(self, ref: str) -> dict[str, Any] | None:
