@@ -598,20 +598,24 @@ def test_backups_and_restore(sandbox: Sandbox, oracle: Oracle) -> None:
 
 
 def test_restore_does_not_silently_drop_a_live_allocation(sandbox: Sandbox, oracle: Oracle) -> None:
-    """A backup older than a running container lacks its allocation: restoring it would
-    free a live address (podman would hand it out twice). Refused, or at least warned."""
+    """A full copy older than a running container lacks its allocation: restoring it would
+    free a live address (podman would hand it out twice): refused, unchanged. A release
+    record puts back what the release removed, and leaves the newcomer alone."""
     sandbox.network_create(NET_A, SUBNET_A)
     sandbox.stage_leak("victim", NET_A, "172.19.10.11")
     sandbox.start_podman_service()
     doc, _ = repair(sandbox, "--backup-dir", BACKUPS, rc=0)
-    backup = doc["backup"]
+    record = doc["backup"]
+    copy = json.loads(sandbox.read_file(record))["full_copy"]
     newcomer = run(sandbox, "newcomer", "--network", NET_A, "--ip", "172.19.10.40")
     digest = sha(sandbox)
 
-    res = ig(sandbox, "restore", backup, "--yes")
-    if res.returncode == 2:
-        assert sha(sandbox) == digest
-        assert_holds(ipam(oracle, sandbox), newcomer, {NET_A: "172.19.10.40"})
-    else:
-        assert "172.19.10.40" in res.stderr or newcomer[:12] in res.stderr, show(res)
+    res = ig(sandbox, "restore", copy, "--yes", rc=2)
+    assert "172.19.10.40" in res.stderr or newcomer[:12] in res.stderr, show(res)
+    assert sha(sandbox) == digest
+    assert_holds(ipam(oracle, sandbox), newcomer, {NET_A: "172.19.10.40"})
+
+    ig(sandbox, "restore", record, "--yes", "--backup-dir", BACKUPS, rc=0)
+    assert_holds(ipam(oracle, sandbox), newcomer, {NET_A: "172.19.10.40"})
+    assert (NET_A, SUBNET_A, "172.19.10.11") in ipam(oracle, sandbox)["allocations"]
     assert_oracle_clean(oracle, sandbox)

@@ -85,10 +85,12 @@ def test_the_sandbox_leaves_what_the_daemon_needs() -> None:
     # ipam.db's directory, podman's two network lock files' directories; backups
     # are the StateDirectory (made writable by systemd)
     # ("-": ignored while missing; ExecStartPre= creates them first)
+    # (and CNI's: its host-local files, podman 4.3's CNI lock beside its configs)
     writable = [path.lstrip("-") for path in " ".join(service["ReadWritePaths"]).split()]
     assert sorted(writable) == sorted(
-        ["/run/containers/networks", "/run/lock", "/etc/containers/networks"]
-    )
+        ["/run/containers/networks", "/run/lock", "/etc/containers/networks",
+         "/var/lib/cni", "/etc/cni/net.d"]
+    )  # fmt: skip
     assert service["StateDirectory"] == ["ipamguard"]
     assert service["StateDirectoryMode"] == ["0700"]
     # the status file (/run/ipamguard/state.json): systemd's default mode 0755, so
@@ -98,7 +100,7 @@ def test_the_sandbox_leaves_what_the_daemon_needs() -> None:
     # those directories exist before the sandbox is set up (or stay read-only)
     pre = " ".join(service["ExecStartPre"])
     for path in writable:
-        if path != "/run/lock":
+        if path not in ("/run/lock", "/var/lib/cni", "/etc/cni/net.d"):  # CNI's: podman's
             assert path in pre
     assert all(cmd.startswith("+") for cmd in service["ExecStartPre"])
     # liveness reads other processes' /proc/PID/{cmdline,stat}: they must stay visible
