@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.grace <= 3600:
         raise UsageError(f"--grace: expected seconds between 0 and 3600, got {args.grace:g}")
     ctx = context_from(args)
-    results = [_repair_store(ctx, store, kinds, args) for store in ctx.stores()]
+    stores = ctx.stores()
+    first_seen = _first_look(ctx, stores, args.grace)  # every store, then one wait
+    results = [_repair_store(ctx, store, kinds, args, first_seen) for store in stores]
     result = _merged(results)
     findings = [f for _, found in results for f in found]
     done = [] if args.dry_run else result.released
@@ -92,16 +94,30 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_NOTHING if remaining else EXIT_OK
 
 
+def _first_look(ctx: Any, stores: list[Any], grace: float) -> dict[Any, float]:
+    """With a grace period: look at every store, wait once; when each finding was seen."""
+    from ipamguard.healing import judge, observe
+
+    first_seen: dict[Any, float] = {}
+    if grace <= 0:
+        return first_seen
+    for store in stores:
+        found = judge(observe(ctx, store), first_seen, grace=grace).findings
+        first_seen.update({f.key: f.first_seen for f in found})
+    print(f"observed; looking again in {grace:g} s", file=sys.stderr)
+    time.sleep(grace)
+    return first_seen
+
+
 def _repair_store(
-    ctx: Any, store: Any, kinds: set[str], args: argparse.Namespace
+    ctx: Any, store: Any, kinds: set[str], args: argparse.Namespace, first_seen: dict[Any, float]
 ) -> tuple[Any, list[Any]]:
     """(RepairResult, the findings judged) for one allocation store."""
     from ipamguard.errors import Changed
     from ipamguard.healing import repair
 
-    first_seen: dict[Any, float] = {}
     for attempt in range(FENCE_ATTEMPTS):
-        findings, observation = _look(ctx, store, args, first_seen, wait=attempt == 0)
+        findings, observation = _look(ctx, store, args, first_seen)
         _ask(findings, kinds, args)
         try:
             prober = ctx.prober()
@@ -128,20 +144,14 @@ def _merged(results: list[tuple[Any, list[Any]]]) -> Any:
 
 
 def _look(
-    ctx: Any, store: Any, args: argparse.Namespace, first_seen: dict[Any, float], wait: bool
+    ctx: Any, store: Any, args: argparse.Namespace, first_seen: dict[Any, float]
 ) -> tuple[list[Any], Any]:
-    """Observe (twice, ``--grace`` apart, the first time): the findings and the last look."""
+    """Observe: the findings (confirmed if first seen ``--grace`` ago) and the look."""
     from ipamguard.errors import PodmanUnavailable
     from ipamguard.healing import judge, observe
 
     observation = observe(ctx, store)
     judged = judge(observation, first_seen, grace=args.grace)
-    if wait and args.grace > 0:
-        first_seen.update({f.key: f.first_seen for f in judged.findings})
-        print(f"observed; looking again in {args.grace:g} s", file=sys.stderr)
-        time.sleep(args.grace)
-        observation = observe(ctx, store)
-        judged = judge(observation, first_seen, grace=args.grace)
     first_seen.update({f.key: f.first_seen for f in judged.findings})
     if not judged.liveness_complete:
         raise PodmanUnavailable(
