@@ -43,22 +43,41 @@ class Observation:
 def observe(
     ctx: Context,
     store: AllocationStore,
-    only_of: Callable[[StoreSnapshot], frozenset[str] | None] | None = None,
+    only_of: Callable[[StoreSnapshot], tuple[frozenset[str], frozenset[str]] | None] | None = None,
 ) -> Observation:
     """Read the store, then ask liveness: an ID allocated after the read is never judged.
 
-    ``only_of(snapshot)``: the containers to ask about (a focused look), or None: all.
+    ``only_of(snapshot)``, a focused look: (the containers to judge again, those of them
+    that hold something and are asked about); None: every container.
     """
     snapshot = store.read()
-    only = only_of(snapshot) if only_of is not None else None
-    holders = snapshot.state.holders() if only is None else only
-    liveness = collect(ctx.sources(), Interest.of(holders, only))
+    focused = only_of(snapshot) if only_of is not None else None
+    only = None
+    if focused is None:
+        liveness = collect(ctx.sources(), snapshot.state.holders())
+    else:
+        only, asked = focused
+        liveness = _focused_liveness(ctx, asked)
     networks = None  # unknown: no network is judged orphaned
     if ctx.networks_known:
         networks = podman_network_names(ctx.paths.network_dir, ctx.paths.default_network)
     return Observation(
         store.kind, snapshot.state, snapshot.fence, liveness, networks, time.time(), only
     )
+
+
+def _focused_liveness(ctx: Context, only: frozenset[str]) -> LivenessSnapshot:
+    """Liveness of ``only``: the sources that take no podman lock first; podman itself
+    only for the containers none of them sees (any of them seeing one makes it live:
+    its runtime state or its conmon exists), which spares podman's API, whose filtered
+    list costs it as much as a full one."""
+    if not only:
+        return LivenessSnapshot(time.time(), {})
+    local = collect(ctx.local_sources(), Interest.of(only, only))
+    unseen = frozenset(cid for cid in only if not local.seen(cid))
+    if not unseen:
+        return local
+    return collect(ctx.api_sources(), Interest.of(unseen, unseen)).combined(local)
 
 
 def judge(

@@ -45,6 +45,7 @@ def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_pa
 
     first = read()
     assert cache.touched is None and cache.parsed > 10
+    assert len(cache.holders) == 3000 and cache.holders[container_id(1234)] == 2
     assert read() == first and cache.touched == frozenset() and cache.parsed == 0
     victim = container_id(1234)
     net, sub = NET.encode(), b"10.89.0.0/16"
@@ -59,6 +60,7 @@ def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_pa
     assert after == full  # the same state as a full parse
     assert cache.parsed <= 8
     assert cache.touched == {victim, container_id(7000)}
+    assert victim not in cache.holders and cache.holders[container_id(7000)] == 2
 
 
 def test_a_focused_look_finds_what_a_full_look_finds(oracle: Oracle, tmp_path: Path) -> None:
@@ -79,13 +81,15 @@ def test_a_focused_look_finds_what_a_full_look_finds(oracle: Oracle, tmp_path: P
     oracle.apply(db, [[delete([net, sub], ip_to_key(ip_of(3))),
                        delete([net, b"ids"], container_id(3).encode())]])  # fmt: skip
 
-    def only_of(snapshot: object) -> frozenset[str]:
-        touched = s.cache.touched  # type: ignore[attr-defined]
-        assert touched == {container_id(3)}
-        return frozenset({container_id(5)}) | touched | {container_id(3), container_id(4)}
+    def only_of(snapshot: object) -> tuple[frozenset[str], frozenset[str]]:
+        cache = s.cache  # type: ignore[attr-defined]
+        assert cache.touched == {container_id(3)}
+        only = frozenset({container_id(5)}) | cache.touched | {container_id(3), container_id(4)}
+        return only, frozenset(c for c in only if c in cache.holders)
 
     focused_obs = observe(ctx, s, only_of)
-    assert podman.only[-1] == {container_id(i) for i in (3, 4, 5)}  # asked about those only
+    # asked about those only, and not about 3, which holds nothing any more
+    assert podman.only[-1] == {container_id(i) for i in (4, 5)}
     focused = judge(focused_obs, {}, 0, full)
     everything = judge(observe(ctx, s), {}, 0)
     key = lambda f: (f.kind, f.ip, f.container_id)  # noqa: E731
@@ -106,6 +110,6 @@ def test_a_focused_look_carries_orphan_networks_over(oracle: Oracle, tmp_path: P
     full = judge(observe(ctx, s), {}, grace=0)
     assert [(f.kind, f.network) for f in full.findings] == [("orphan-network", "gone")]
     seen = {f.key: f.first_seen for f in full.findings}
-    focused = judge(observe(ctx, s, lambda _: frozenset()), seen, 0, full)
+    focused = judge(observe(ctx, s, lambda _: (frozenset(), frozenset())), seen, 0, full)
     assert focused.findings == full.findings
     assert Interest.of(["a"], None).only is None

@@ -137,12 +137,14 @@ class ReconcileCycle:
             cache = store.cache = self.page_caches.setdefault(where, PageCache())
         previous = self.judged.get(where)
 
-        def only_of(snapshot: StoreSnapshot) -> frozenset[str] | None:
+        def only_of(snapshot: StoreSnapshot) -> tuple[frozenset[str], frozenset[str]] | None:
             touched = cache.touched if cache is not None else None
-            if focus is None or previous is None or touched is None:
+            if focus is None or previous is None or touched is None or cache is None:
                 return None
             open_ids = {f.container_id for f in previous.findings if f.container_id}
-            return focus | touched | open_ids
+            only = focus | touched | open_ids
+            # a container that holds nothing (any more) has nothing to judge: not asked
+            return only, frozenset(c for c in only if c in cache.holders)
 
         observation = observe(ctx, store, only_of)  # a store that does not exist yet: empty
         result = judge(observation, self.first_seen, grace, previous)

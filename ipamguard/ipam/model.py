@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import json
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from sys import intern
@@ -141,6 +142,8 @@ class PageCache:
         self._old: list[Any] = []  # entries of the pages parsed again, as they were
         self._new: list[Any] = []  # ... and as they are
         self.reads = 0
+        # entries per container ID in the store as last read: who holds anything
+        self.holders: Counter[str] = Counter()
 
     def entries(self, bucket: Bucket, path: tuple[bytes, ...], parse: PageParser) -> Iterator[Any]:
         """``parse(keys, values, flags)`` of each leaf of ``bucket``, in key order."""
@@ -175,8 +178,16 @@ class PageCache:
             if key not in self._next:  # a page gone: its entries are gone or moved
                 self._old += entries[0]
         first = not self._pages and self.reads == 0
-        changed = set(self._old) ^ set(self._new)  # entries moved between pages cancel out
+        old, new = set(self._old), set(self._new)
+        changed = old ^ new  # entries moved between pages cancel out
         self.touched = None if first else frozenset(e.container_id for e in changed)
+        holders = self.holders
+        for entry in old - new:
+            holders[entry.container_id] -= 1
+            if holders[entry.container_id] <= 0:
+                del holders[entry.container_id]
+        for entry in new - old:
+            holders[entry.container_id] += 1
         self.reads += 1
         self._pages, self._next, self._old, self._new = self._next, {}, [], []
 
