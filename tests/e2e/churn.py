@@ -468,7 +468,7 @@ class Churn:
         # a frozen (paused) container cannot die: the sandbox could not remove its cgroups
         for box in self._pick(self.boxes, PAUSED):
             self.sb.podman("unpause", box.name, check=False)
-        self._stop_alt_service()
+        self.stop_alt_service()
         if self.daemon is not None and self.daemon.poll() is None:
             self.sb.signal(self.daemon, signal.SIGTERM)
             try:
@@ -481,7 +481,7 @@ class Churn:
 
     def one_cycle(self) -> None:
         if self.alt_service is not None and self.cycle >= self.alt_until:
-            self._stop_alt_service()
+            self.stop_alt_service()
         for box in [b for b in self.boxes if b.loop and b.state != GONE and self.cycle >= b.until]:
             self.op_rm(box)
         if self.s.leak_every and self.cycle % self.s.leak_every == 0:
@@ -610,10 +610,11 @@ class Churn:
 
     def _refusal(self, op: str, ip: str, holder: str, at: float) -> None:
         state = self._state_at(holder, at)
-        planted = holder in self.planted or holder in self.restore_planted
-        if planted and state in (PLANTED, DEAD, STARTING):
-            why = "a leak planted by a restore" if holder not in self.planted else "a planted leak"
-            self.result.refusals[f"already allocated: {why}, not healed yet"] += 1
+        if holder in self.planted and state in (PLANTED, DEAD, STARTING):
+            self.result.refusals["already allocated: a planted leak, not healed yet"] += 1
+            return
+        if holder in self.restore_planted:  # a restore put it back (for whatever holder)
+            self.result.refusals["already allocated: put back by a restore, not healed yet"] += 1
             return
         self.result.refusals["already allocated: NOT a planted leak"] += 1
         self._fail(
@@ -784,7 +785,7 @@ class Churn:
     def op_alt(self, *, remote: bool) -> None:
         """run/start/stop/rm in the second root, by its storage.conf or through --remote."""
         if remote:
-            self._start_alt_service()
+            self.start_alt_service()
         boxes = [b for b in self._boxes(ALT) if not b.loop]
         choices = ["run"] if len(boxes) < self.s.max_alt else []
         choices += ["stop"] * bool(self._pick(boxes, RUNNING))
@@ -1019,17 +1020,22 @@ class Churn:
                     f"restore took {allocation['ip']} ({allocation['network']}) from "
                     f"{cid[:12]}, live during the restore"
                 )
-        held = self._held() if doc.get("added") else {}
+        by_cid = {b.cid: b for b in self.boxes if b.cid}
         for allocation in doc.get("added", []):
-            cid, where = allocation["container_id"], (allocation["network"], allocation["ip"])
-            if self._state_at(cid, ended) != LIVE:
-                self.restore_planted.add(cid)
-            elif held.get(where) == cid:  # a record of what this container holds again now
+            cid, net, ip = allocation["container_id"], allocation["network"], allocation["ip"]
+            self.history.append(f"c{self.cycle} {ended:.3f} restore added {net} {ip} {cid[:12]}")
+            box = by_cid.get(cid)
+            seen = self._inspect_one(box) if box and self._state_at(cid, ended) == LIVE else None
+            if seen is not None and seen.live and seen.ips.get(net) == ip:
+                # a record of what this container holds again now: nothing put back
                 self.result.restores[f"{kind}: listed as put back, held by it already"] += 1
-            else:
+                continue
+            self.restore_planted.add(cid)  # a leak of the restore's making, for the daemon
+            if seen is not None and seen.live:
+                self.result.restores[f"{kind}: put back for a live container not using it"] += 1
                 self.result.anomalies.append(
-                    f"c{self.cycle}: restore put {where[1]} ({where[0]}) back for live "
-                    f"{cid[:12]}, which does not hold it"
+                    f"c{self.cycle}: restore put {ip} ({net}) back for live {cid[:12]} "
+                    f"({box.name if box else '?'}), which no longer uses it"
                 )
 
     def _choose_not_restore(self) -> str:
@@ -1040,7 +1046,7 @@ class Churn:
 
     # ------------------------------------------------------------------ the second API
 
-    def _start_alt_service(self) -> None:
+    def start_alt_service(self) -> None:
         if self.alt_service is not None:
             return
         with contextlib.suppress(FileNotFoundError):
@@ -1054,7 +1060,7 @@ class Churn:
         _wait("the second API service", lambda: self.sb.host_path(ALT_SOCKET).exists(), 30)
         time.sleep(0.2)
 
-    def _stop_alt_service(self) -> None:
+    def stop_alt_service(self) -> None:
         proc, self.alt_service = self.alt_service, None
         if proc is None:
             return
@@ -1334,7 +1340,7 @@ class Churn:
 
     def finish(self) -> None:
         """The second API service stopped; the last leaks healed within settle_seconds."""
-        self._stop_alt_service()
+        self.stop_alt_service()
         deadline = time.monotonic() + self.s.settle_seconds
         time.sleep(min(3.0, self.s.settle_seconds))
         while True:
