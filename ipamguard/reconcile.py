@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ipamguard.ipam.model import Allocation, IdsEntry, IpamState
 from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE
-from ipamguard.liveness.model import LivenessSnapshot
+from ipamguard.liveness.model import LivenessSnapshot, connected
 from ipamguard.liveness.verdict import LIVE, TORN_DOWN, UNKNOWN, container_verdict
 
 FindingKey = tuple[str, str, str, str | None, str | None, str | None]
@@ -182,6 +182,9 @@ def _container_findings(
         if not consistent:
             evidence = [*evidence, f"no ids entry lists {a.ip} for this container"]
         if verdict == LIVE:
+            if connected(a.container_id, a.network, liveness) is False:
+                evidence = [*evidence, f"podman says it is not connected to network {a.network}"]
+                consistent = False
             if not consistent:
                 findings.append(_finding(DANGLING, a, evidence, now, releasable=False))
             continue

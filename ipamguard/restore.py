@@ -24,7 +24,8 @@ from ipamguard.errors import BoltError, InvalidDatabase, PodmanUnavailable, Refu
 from ipamguard.fenced import Action, Decision, Prober, write_fenced
 from ipamguard.ipam.model import Allocation, IpamState, read_ipam
 from ipamguard.liveness import LivenessSnapshot, collect
-from ipamguard.liveness.verdict import container_verdict
+from ipamguard.liveness.model import connected
+from ipamguard.liveness.verdict import LIVE, container_verdict
 from ipamguard.stores.base import AllocationStore, WriteTx
 
 
@@ -62,6 +63,7 @@ def plan_restore(
     then = {(a.network, a.subnet, a.ip): a for a in backup.allocations()}
     plan.added = [a for k, a in then.items() if now.get(k) != a]
     plan.removed = [a for k, a in now.items() if then.get(k) != a]
+    plan.conflicts += misplaced(plan.added, liveness)
     for allocation in plan.removed:
         verdict = container_verdict(allocation.container_id, liveness)
         if not verdict.releasable:
@@ -157,10 +159,12 @@ def restore_record(
     plan = RestorePlan(record_path, kind="record")
     plan.added = _record_allocations(record)
     snapshot = store.read()
+    holders = {a.container_id for a in plan.added}
+    liveness = collect(ctx.sources(), holders) if holders else None
 
     def conflicts_of(wtx: WriteTx) -> list[str]:
-        found = wtx.record_conflicts(record)
-        return [f"{line} (taken since the release)" for line in found]
+        found = [f"{line} (taken since the release)" for line in wtx.record_conflicts(record)]
+        return found + (misplaced(plan.added, liveness) if liveness is not None else [])
 
     def decide(wtx: WriteTx, local: LivenessSnapshot) -> Decision[RestorePlan]:
         plan.conflicts = conflicts_of(wtx)
@@ -208,6 +212,18 @@ def _same_file(backup: str, location: str | None, live: str, other_file: bool) -
             f"{backup} is a backup of {location}, not of {live}; nothing was restored "
             "(--other-file restores it anyway)"
         )
+
+
+def misplaced(added: list[Allocation], liveness: LivenessSnapshot) -> list[str]:
+    """Allocations a restore would give to a live container on a network podman says it
+    is not connected to: an address refused to every other container, used by none."""
+    return [
+        f"{a.ip} ({a.network}) would go back to live container {a.container_id[:12]}, "
+        f"which podman says is not connected to {a.network}"
+        for a in added
+        if container_verdict(a.container_id, liveness).kind == LIVE
+        and connected(a.container_id, a.network, liveness) is False
+    ]
 
 
 def _refuse_conflicts(plan: RestorePlan, force: bool) -> None:

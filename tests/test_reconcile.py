@@ -172,3 +172,14 @@ def test_malformed_entries_are_reported_never_released() -> None:
     s = state(malformed=[Malformed("n", "10.0.0.0/24", "0x0102", "not a 4- or 16-byte IP")])
     result = reconcile(s, Seen({}), {"n"}, 1.0, {}, 0)
     assert kinds(result) == [(MALFORMED, None, None, False)]
+
+
+def test_a_live_container_holding_an_address_on_a_network_it_left_is_dangling() -> None:
+    """podman says the container is connected to other networks only (a restore put an
+    old allocation back, a disconnect whose teardown failed): reported, never released."""
+    observations = (ContainerInfo(A, "running", "podman-api", networks=("other",)),
+                    ContainerInfo(B, "running", "podman-api", networks=("n",)))  # fmt: skip
+    seen = LivenessSnapshot(0.0, merge(observations), (), observations)
+    result = reconcile(consistent(), seen, {"n"}, 100.0, {}, 0)
+    assert kinds(result) == [(DANGLING, "10.0.0.2", A, False)]
+    assert "not connected to network n" in result.findings[0].evidence[-1]

@@ -31,6 +31,9 @@ from ipamguard.stores.netavark import NetavarkStore
 log = structlog.get_logger("ipamguard.cycle")
 Signature = tuple[str, bool, tuple[str, ...]]
 RECHECK_AFTER_CHANGE = 0.2  # seconds: ipam.db changed between the look and the write
+# seconds: findings judged while a source could not answer (another root at work, podman
+# away) are looked at again this soon, not only at the next event or resync
+BLIND_RECHECK = 2.0
 
 
 def make_cycle(user: bool = False) -> ReconcileCycle:
@@ -95,6 +98,8 @@ class ReconcileCycle:
         waits = [_next_confirmation(r, grace, o.taken_at) for _, o, r in judged]
         recheck = min((w for w in waits if w is not None), default=None)
         complete = all(r.liveness_complete for _, _, r in judged)
+        if not complete and findings:  # judge again once the blind spot may have ended
+            recheck = min(recheck if recheck is not None else BLIND_RECHECK, BLIND_RECHECK)
         if config.repair.enabled and complete:
             for store, observation, result in judged:
                 try:

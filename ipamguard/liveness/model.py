@@ -7,6 +7,7 @@ name or prefix.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class ContainerInfo:
     name: str = ""
     network: str | None = None  # NETWORK_SET_UP, NETWORK_TORN_DOWN, or None: not known
     sandbox: str = ""  # the network namespace podman recorded (SandboxKey), if any
+    # the networks podman says the container is connected to (None: not known)
+    networks: tuple[str, ...] | None = None
 
     @property
     def running(self) -> bool:
@@ -131,6 +134,14 @@ class LivenessSnapshot:
         return index
 
 
+def connected(container_id: str, network: str, liveness: LivenessSnapshot) -> bool | None:
+    """Is the container connected to ``network``, as podman says? None: podman did not say."""
+    said = [o.networks for o in liveness.seen(container_id) if o.networks is not None]
+    if not said:
+        return None
+    return any(network in networks for networks in said)
+
+
 def describe(observation: ContainerInfo) -> str:
     """``podman-api: exited, network torn down`` (one evidence line)."""
     text = f"{observation.source}: {observation.state}"
@@ -156,5 +167,5 @@ def merge(observations: Iterable[ContainerInfo]) -> dict[str, ContainerInfo]:
         best = obs if obs.running and not old.running else old
         name = old.name or obs.name
         if best is not old or name != old.name:
-            merged[obs.id] = ContainerInfo(best.id, best.state, best.source, name)
+            merged[obs.id] = dataclasses.replace(best, name=name)
     return merged

@@ -23,7 +23,11 @@ def container_entry(entry: Any, source: str) -> ContainerInfo | None:
     if not isinstance(cid, str) or not cid or not isinstance(state, str):
         return None
     name = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else ""
-    return ContainerInfo(cid, state.lower(), source, name)
+    networks = entry.get("Networks")
+    connected = None
+    if isinstance(networks, list) and all(isinstance(n, str) for n in networks):
+        connected = tuple(networks)
+    return ContainerInfo(cid, state.lower(), source, name, networks=connected)
 
 
 def network_of(info: ContainerInfo, document: Any) -> ContainerInfo:
