@@ -34,7 +34,11 @@ Runs follow each other at once by default: the daemon's debounce (0.25 s, at mos
 2.5 s after the first trigger of a burst) then folds the triggers of several runs into
 one reconcile, which may overlap the next run. ``--gap 0.5`` pauses (untimed, off and on
 alike) before each run, so that each run gets reconciles of its own: the daemon's CPU
-per isolated podman operation.
+per isolated podman operation. A focused reconcile asks podman's API only about the
+containers that no local source (runtime state, processes) sees: back to back, a
+reconcile catches the next run's container in transit and asks; with a gap, the run's
+address is freed before the reconcile and nothing is asked. On podman 4.3 that question
+(a list filtered by ID) costs the API service CPU in proportion to all its containers.
 """
 
 from __future__ import annotations
