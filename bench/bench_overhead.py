@@ -1,9 +1,14 @@
 """The daemon's overhead on podman itself: ``podman run --rm`` with the daemon off and on.
 
     sudo .venv/bin/python bench/bench_overhead.py [--sizes 200 --sizes 2000] [--runs 50]
-        [--round-size 5] [--podman 4.3|5.4] [--out bench/results/bench_overhead.json]
+        [--round-size 5] [--gap 0] [--podman 4.3|5.4] [--code HEAD|COMMIT|worktree]
+        [--out bench/results/bench_overhead.json]
 
     quick: sudo .venv/bin/python bench/bench_overhead.py --sizes 200 --runs 20
+
+The daemon runs the ipamguard of --code: by default HEAD, checked out as a git worktree
+under /tmp (removed afterwards), so that what is measured does not change while others
+edit this work tree; the sandbox's Python runs it with PYTHONPATH pointing there.
 
 For each size N, a fresh test sandbox (tests/e2e/sandbox.py: real podman of the chosen
 flavour, its API service and journald, in private namespaces) holds N existing
@@ -18,17 +23,19 @@ in rounds of --round-size runs that alternate off/on, the order flipping each ro
 both alike. The daemon is started for each "on" block and stopped after it; it is
 ready (READY=1 on its NOTIFY_SOCKET) and quiet before the block's first run.
 
-Reported per size: median and p90 wall time per run, off and on; the overhead in %
-(of the medians, with a bootstrap 95 % interval; the median over rounds of each round's
-on/off ratio of medians, which drift between rounds does not reach; of the p90s; goal
-<= 2 %); the
-daemon's CPU seconds per run (utime+stime from /proc/PID/stat before the block and
-after it, once the daemon is quiet again, summed over the blocks, divided by the runs);
-its reconcile cycles per run (the status file); its VmRSS/VmHWM; its start-up CPU (the
-full look at start, not counted per run); the podman API service's CPU per run, off and
-on (the answers the daemon asks for and its event stream cost podman that); the leaks
-the daemon found and released (0 expected: every allocation belongs to a live
-container); the load average over each size.
+Reported per size:
+- median and p90 wall time per run, off and on;
+- the overhead in % (goal <= 2 %): of the medians, with a bootstrap 95 % interval; the
+  median over rounds of each round's on/off ratio of medians (drift between rounds does
+  not reach it); of the p90s;
+- the daemon's CPU seconds per run: utime+stime from /proc/PID/stat before each "on"
+  block and after it, once the daemon is quiet again, summed, divided by the runs;
+- its reconcile cycles per run (its status file), its VmRSS/VmHWM, its start-up CPU
+  (interpreter, imports and the full look at start: not counted per run);
+- the podman API service's CPU per run, off and on (the answers the daemon asks for and
+  its event stream cost podman that);
+- the leaks the daemon found and released (0 expected: every allocation belongs to a
+  live container); the load average over each size.
 
 Runs follow each other at once by default: the daemon's debounce (0.25 s, at most
 2.5 s after the first trigger of a burst) then folds the triggers of several runs into
@@ -36,9 +43,9 @@ one reconcile, which may overlap the next run. ``--gap 0.5`` pauses (untimed, of
 alike) before each run, so that each run gets reconciles of its own: the daemon's CPU
 per isolated podman operation. A focused reconcile asks podman's API only about the
 containers that no local source (runtime state, processes) sees: back to back, a
-reconcile catches the next run's container in transit and asks; with a gap, the run's
-address is freed before the reconcile and nothing is asked. On podman 4.3 that question
-(a list filtered by ID) costs the API service CPU in proportion to all its containers.
+reconcile may catch the next run's container in transit. On podman 4.3 that question
+(a list filtered by ID) costs the API service CPU in proportion to all its containers
+(~0.45 s at 2,000).
 """
 
 from __future__ import annotations
@@ -183,9 +190,14 @@ def status_cycles(sb: Sandbox) -> int:
 
 
 @contextmanager
-def daemon(sb: Sandbox, conf: Path, notify: Notify, totals: DaemonTotals) -> Iterator[int]:
-    """The daemon, started, ready and quiet: its host pid. Stopped (SIGTERM) afterwards."""
-    proc = sb.ipamguard_popen("daemon", "--config", str(conf), env={"NOTIFY_SOCKET": notify.path})
+def daemon(
+    sb: Sandbox, code: Path, conf: Path, notify: Notify, totals: DaemonTotals
+) -> Iterator[int]:
+    """The daemon (the ipamguard of `code`), started, ready and quiet: its host pid.
+
+    Stopped (SIGTERM) afterwards."""
+    env = {"NOTIFY_SOCKET": notify.path, "PYTHONPATH": str(code)}
+    proc = sb.ipamguard_popen("daemon", "--config", str(conf), env=env)
     try:
         notify.wait_ready(proc)
         pid = child_of(proc.pid)
@@ -197,6 +209,43 @@ def daemon(sb: Sandbox, conf: Path, notify: Notify, totals: DaemonTotals) -> Ite
             proc.wait(30)
     if proc.returncode != 0:
         raise SystemExit(f"the daemon exited with {proc.returncode}")
+
+
+# ----------------------------------------------------------------------------- code
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=REPO, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@contextmanager
+def checkout(rev: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The ipamguard to measure: a git worktree of rev under /tmp (seen from inside the
+    sandbox), removed afterwards; rev "worktree": this work tree as it is (others' edits
+    included, and changing while it runs)."""
+    if rev == "worktree":
+        dirty = git("status", "--porcelain", "--", "ipamguard").splitlines()
+        yield REPO, {"rev": rev, "commit": git("rev-parse", "HEAD"), "dirty": dirty}
+        return
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    path = Path(tempfile.gettempdir()) / f"ipamguard-overhead-{commit[:12]}-{os.getpid()}"
+    git("worktree", "add", "--detach", str(path), commit)
+    try:
+        subject = git("log", "-1", "--format=%s", commit)[:160]
+        yield path, {"rev": rev, "commit": commit, "subject": subject}
+    finally:
+        git("worktree", "remove", "--force", str(path))
+
+
+def check_code(sb: Sandbox, code: Path) -> None:
+    """The sandbox's Python imports ipamguard from `code`."""
+    where = sb.run(
+        sb.python, "-c", "import ipamguard; print(ipamguard.__file__)",
+        env={"PYTHONPATH": str(code)},
+    ).stdout.strip()  # fmt: skip
+    if not where.startswith(f"{code}/"):
+        raise SystemExit(f"ipamguard imported from {where}, not from {code}")
 
 
 # ----------------------------------------------------------------------------- bench
@@ -264,7 +313,9 @@ def overhead_ci(off: list[float], on: list[float], draws: int = 2000) -> tuple[f
     return round(found[int(0.025 * draws)], 2), round(found[int(0.975 * draws) - 1], 2)
 
 
-def bench_size(flavour: str, total: int, runs: int, round_size: int, gap: float) -> dict[str, Any]:
+def bench_size(
+    flavour: str, code: Path, total: int, runs: int, round_size: int, gap: float
+) -> dict[str, Any]:
     loads = [load1()]
     with (
         Sandbox(podman=flavour) as sb,
@@ -274,6 +325,7 @@ def bench_size(flavour: str, total: int, runs: int, round_size: int, gap: float)
         sb.start_podman_service()
         sb.start_journald()
         service_pid = service(sb)
+        check_code(sb, code)
         populate_s = populate(sb, total)
         print(f"  {total} containers in {populate_s:.0f} s (load {load1()})", flush=True)
         conf = Path(tmp) / "ipamguard.toml"
@@ -295,7 +347,7 @@ def bench_size(flavour: str, total: int, runs: int, round_size: int, gap: float)
                     off += time_runs(sb, n, gap)
                     service_cpu["off"] += wait_quiet(service_pid, quiet=0.5) - before
                     continue
-                with daemon(sb, conf, notify, totals) as pid:
+                with daemon(sb, code, conf, notify, totals) as pid:
                     cycles = status_cycles(sb)
                     before, service_before = cpu_seconds(pid), cpu_seconds(service_pid)
                     on += time_runs(sb, n, gap)
@@ -309,7 +361,7 @@ def bench_size(flavour: str, total: int, runs: int, round_size: int, gap: float)
         notify.close()
         found = sb.journal_entries(MESSAGE_ID=messages.LEAK_FOUND)
         released = sb.journal_entries(MESSAGE_ID=messages.LEAK_RELEASED)
-        dump = json.loads(sb.ipamguard("dump", "--json").stdout)
+        dump = json.loads(sb.ipamguard("dump", "--json", env={"PYTHONPATH": str(code)}).stdout)
         allocations = sum(len(s["allocations"]) for n in dump["networks"] for s in n["subnets"])
         db_bytes = sb.host_path(IPAM_DB).stat().st_size
         version = ".".join(map(str, sb.podman_version))
@@ -396,6 +448,11 @@ def main() -> int:
         "--gap", type=float, default=0.0, help="seconds of pause before each run (not timed)"
     )
     parser.add_argument("--podman", choices=("4.3", "5.4"), default="4.3")
+    parser.add_argument(
+        "--code", default="HEAD",
+        help="the ipamguard to run: a commit (checked out in a worktree; default HEAD) "
+        "or 'worktree' (this work tree, as others edit it)",
+    )  # fmt: skip
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "bench_overhead.json"))
     args = parser.parse_args()
     sizes = args.sizes or [200, 2000]
@@ -405,11 +462,15 @@ def main() -> int:
         parser.error("needs root (the test sandbox)")
     started = time.monotonic()
     results = []
-    for total in sizes:
-        print(f"{total} containers, podman {args.podman} flavour", flush=True)
-        results.append(bench_size(args.podman, total, args.runs, args.round_size, args.gap))
+    with checkout(args.code) as (code, version):
+        for total in sizes:
+            print(f"{total} containers, podman {args.podman}, ipamguard {version['commit'][:12]}")
+            results.append(
+                bench_size(args.podman, code, total, args.runs, args.round_size, args.gap)
+            )
     document = {
         "bench": "bench_overhead",
+        "ipamguard": version,
         "flavour": args.podman,
         "command": "podman " + " ".join(RUN),
         "daemon_config": CONFIG,
