@@ -8,6 +8,7 @@ Each sub-command lives in its own module that exposes ``register(subparsers)``
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "daemon":
+        # A one-shot command builds a few hundred thousand small objects (the
+        # allocations of a large ipam.db) and exits: the cycle collector would
+        # walk them again and again for nothing (about a fifth of ``dump`` at
+        # 65,000 allocations). The daemon keeps it, it lives for months.
+        gc.disable()
     try:
         result: int = args.func(args)
         return result
