@@ -19,6 +19,7 @@ from ipamguard.daemon.capacitywatch import CapacityWatch
 from ipamguard.daemon.cycle_api import CycleResult
 from ipamguard.daemon.linkwatch import LinkWatch
 from ipamguard.daemon.measures import measure
+from ipamguard.daemon.memory import return_free_memory
 from ipamguard.doctor.analysis import MANAGED
 from ipamguard.errors import Changed, IpamguardError
 from ipamguard.healing import Observation, RepairResult, judge, observe, repair
@@ -65,6 +66,7 @@ class ReconcileCycle:
                 result.measures, networkd_conflicts=conflicts, link_problems=problems
             )
             result = dataclasses.replace(result, measures=measures)
+        return_free_memory()  # the cycle's transient peak, back to the kernel
         return result
 
     def _check_links(self) -> tuple[int | None, int | None]:
