@@ -15,7 +15,6 @@ silent. A macvlan/ipvlan network cannot be probed from the host (see ``_NOT_PROB
 
 from __future__ import annotations
 
-import array
 import errno
 import fcntl
 import json
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ipamguard.ethtool import ethtool_driver
 from ipamguard.liveness.probe import (
     IMPOSSIBLE,
     SILENT,
@@ -56,10 +56,6 @@ _NOT_PROBED = {
 }
 
 SIOCGIFINDEX = 0x8933
-SIOCETHTOOL = 0x8946
-ETHTOOL_GDRVINFO = 0x00000003
-_DRVINFO_SIZE = 196  # struct ethtool_drvinfo
-_IFREQ_SIZE = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +251,7 @@ def _interface_problem(interface: str) -> tuple[BridgeOutcome, str] | None:
         if not links:
             return "impossible", f"bridge {interface} does not exist, and no link is visible"
         return "silent", f"bridge {interface} does not exist: no container is attached"
-    driver = _ethtool_driver(interface)
+    driver = ethtool_driver(interface)
     if driver != "bridge":
         what = f"a {driver} interface" if driver else "an interface of unknown kind"
         return "impossible", f"{interface} is {what}, not a bridge"
@@ -283,18 +279,3 @@ def _local_links() -> Iterator[str]:
         return
     for line in lines:
         yield line.split(":", 1)[0].strip()
-
-
-def _ethtool_driver(interface: str) -> str | None:
-    """The driver ``ethtool -i`` shows ("bridge", "veth"), None if it cannot be read."""
-    info = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + bytes(_DRVINFO_SIZE - 4))
-    address, _ = info.buffer_info()
-    request = struct.pack("16sP", interface.encode(), address)
-    request += bytes(_IFREQ_SIZE - len(request))
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, request)
-    except OSError:
-        return None
-    driver = info[4:36].tobytes().split(b"\0", 1)[0].decode(errors="replace")
-    return driver or None
