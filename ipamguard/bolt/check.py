@@ -43,6 +43,7 @@ from ipamguard.bolt.page import (
     decode_meta,
     decode_page,
 )
+from ipamguard.bolt.reuse import Reuse, Walk
 from ipamguard.errors import InvalidDatabase
 
 _META, _FREELIST_PAGE, _FREE, _TREE = 1, 2, 3, 4
@@ -71,7 +72,8 @@ class Snapshot:
         self.free = free  # free page ids, sorted
         self.heads: dict[int, int] = {}  # overflow page -> the page it continues
         self.pages: dict[int, Page] = {}  # decoded pages (all branches; leaves when read)
-        self.leaves: dict[int, _Leaf] = {}  # checked leaves, values not copied yet
+        self.leaves: dict[int, Leaf] = {}  # checked leaves, values not copied yet
+        self.walk = Walk()  # the tree pages in the order they were checked
 
     def page(self, pgid: int) -> Page:
         """The decoded page ``pgid`` (a reachable branch or leaf page)."""
@@ -93,7 +95,7 @@ class Snapshot:
 
 
 @dataclass(slots=True)
-class _Leaf:
+class Leaf:
     """A checked leaf page, as offsets into the file (its keys and values are sliced
     from the data when the page is first read: a 65,000-allocation file would keep
     another 15 MB of small objects otherwise)."""
@@ -169,62 +171,27 @@ def _page_sizes() -> list[int]:
 def load_snapshot(data: bytes, previous: Snapshot | None = None) -> Snapshot:
     """Validate ``data`` in full; ``previous``: a snapshot validated before (the same
     file, earlier), whose results are reused for every page whose bytes and place in
-    the tree are unchanged (the checks of a page are a function of exactly those).
+    the tree are unchanged (the checks of a page are a function of exactly those), and
+    for every subtree none of whose pages changed (its pages are only claimed again).
 
     Every whole-file invariant is checked again either way: each page claimed once,
     free or in use, reachable, inside the file and below the high-water mark; only the
-    per-page work (decoding, key order and ranges) is skipped for unchanged pages.
+    per-page work (decoding, key order and ranges) is skipped for unchanged pages. A
+    file that this refuses is validated again without reuse: damage is always judged,
+    and worded, by the full validation.
     """
     meta = select_meta(data)
-    reuse = None
     if previous is not None and previous.meta.page_size == meta.page_size:
-        reuse = _Reuse(previous, changed_pages(previous.data, data, meta.page_size))
-    return _Checker(data, meta, reuse).run()
-
-
-CHUNK_PAGES = 32  # pages compared at once before looking closer
-
-
-def changed_pages(old: bytes, new: bytes, page_size: int) -> set[int]:
-    """Ids of the pages whose bytes differ between two versions of a file (pages past
-    the shorter one's end count as changed)."""
-    pages = max(len(old), len(new)) // page_size + 1
-    common = min(len(old), len(new)) // page_size
-    changed = set(range(common, pages))
-    chunk = CHUNK_PAGES * page_size
-    for start in range(0, common * page_size, chunk):
-        end = min(start + chunk, common * page_size)
-        if old[start:end] == new[start:end]:
-            continue
-        for offset in range(start, end, page_size):
-            if old[offset : offset + page_size] != new[offset : offset + page_size]:
-                changed.add(offset // page_size)
-    return changed
-
-
-@dataclass(frozen=True, slots=True)
-class _Reuse:
-    """What an earlier validation of the same file found, and which pages changed."""
-
-    previous: Snapshot
-    changed: set[int]
-
-    def page(self, pgid: int, overflow: int, info: PageInfo) -> Page | _Leaf | None:
-        """The earlier result for this page, if its bytes and its place are the same."""
-        prev = self.previous
-        if prev.info.get(pgid) != info or pgid + overflow >= prev.meta.high_water_mark:
-            return None
-        if any(p in self.changed for p in range(pgid, pgid + overflow + 1)):
-            return None
-        leaf = prev.leaves.get(pgid)
-        if leaf is not None:
-            return leaf if leaf.overflow == overflow else None
-        page = prev.pages.get(pgid)
-        return page if page is not None and page.overflow == overflow else None
+        reuse = Reuse.between(previous, data)
+        try:
+            return _Checker(data, meta, reuse).run()
+        except InvalidDatabase:
+            pass  # judged below, from scratch
+    return _Checker(data, meta).run()
 
 
 class _Checker:
-    def __init__(self, data: bytes, meta: Meta, reuse: _Reuse | None = None) -> None:
+    def __init__(self, data: bytes, meta: Meta, reuse: Reuse | None = None) -> None:
         self.data = data
         self.meta = meta
         self.page_size = meta.page_size
@@ -233,10 +200,12 @@ class _Checker:
         self.info: dict[int, PageInfo] = {}
         self.heads: dict[int, int] = {}
         self.pages: dict[int, Page] = {}
-        self.leaves: dict[int, _Leaf] = {}
+        self.leaves: dict[int, Leaf] = {}
         self.nesting = 0
+        self.walk = Walk()
         self.reuse = reuse
         self.reused = 0  # pages whose earlier checks were reused (for tests and benches)
+        self.taken = 0  # ... of which with their whole subtree, without a look at them
 
     def run(self) -> Snapshot:
         meta, hwm = self.meta, self.hwm
@@ -263,6 +232,7 @@ class _Checker:
         snapshot.heads = self.heads
         snapshot.pages = self.pages
         snapshot.leaves = self.leaves
+        snapshot.walk = self.walk
         return snapshot
 
     def _claim(self, pgid: int, overflow: int, kind: int, referrer: str) -> None:
@@ -306,24 +276,43 @@ class _Checker:
             raise InvalidDatabase(f"bucket {bucket!r}: nested deeper than {MAX_NESTING}")
         where = f"bucket {b'/'.join(bucket)!r}" if bucket else "root bucket"
         # (page, the key its parent has for it (None: the bucket's root), the parent's next
-        # key (None: no upper bound), depth, who refers to it)
+        # key (None: no upper bound), depth, who refers to it); depth -1: the walk is past
+        # the subtree of the branch page at that index of the walk
         stack: list[tuple[int, bytes | None, bytes | None, int, str]] = [
             (root, None, None, 0, where)
         ]
+        walk, reuse = self.walk, self.reuse
         while stack:
             pgid, first, high, depth, referrer = stack.pop()
+            if depth < 0:
+                walk.close(pgid)
+                continue
             if depth > MAX_DEPTH:
                 raise InvalidDatabase(f"page {pgid} ({referrer}): tree deeper than {MAX_DEPTH}")
+            info = PageInfo(bucket, first, high)
+            level = depth << 16 | self.nesting
+            if reuse is not None:
+                span = reuse.subtree(pgid, info, level)
+                if span is not None:
+                    self._take_subtree(*span)
+                    continue
             flags, count, overflow, end = self._header_at(pgid, referrer)
             self._claim(pgid, overflow, _TREE, referrer)
-            info = self.info[pgid] = PageInfo(bucket, first, high)
-            earlier = self.reuse.page(pgid, overflow, info) if self.reuse else None
+            self.info[pgid] = info
+            index = walk.add(pgid, overflow, level)
+            earlier = reuse.page(pgid, overflow, info) if reuse else None
             if earlier is not None:
                 self.reused += 1
-                stack += self._reused(pgid, earlier, bucket, high, depth)
+                children = self._reused(pgid, earlier, bucket, high, depth)
+                if children:
+                    stack.append((index, None, None, -1, ""))
+                    stack += children
+                else:
+                    walk.close(index)
                 continue
             if flags == LEAF_PAGE:
                 self._check_leaf(pgid, count, overflow, end, bucket, first, high, referrer)
+                walk.close(index)
                 continue
             if flags != BRANCH_PAGE:
                 raise InvalidDatabase(f"page {pgid} ({referrer}): invalid type {flags:#x}")
@@ -336,16 +325,49 @@ class _Checker:
                 raise InvalidDatabase(f"page {pgid} ({referrer}): keys outside the parent's range")
             highs = islice(keys, 1, None)
             child_of = f"child of page {pgid}"
+            stack.append((index, None, None, -1, ""))
             for child, key in zip(page.pgids, keys, strict=True):
                 stack.append((child, key, next(highs, high), depth + 1, child_of))
         self.nesting -= 1
 
+    def _take_subtree(self, first: int, end: int) -> None:
+        """Take an unchanged subtree (the earlier walk's entries ``first``..``end``):
+        its pages are claimed again, everything else is the earlier results."""
+        prev = self.reuse.previous if self.reuse else None
+        assert prev is not None
+        old, walk = prev.walk, self.walk
+        owner, hwm = self.owner, self.hwm
+        info, leaves, pages = self.info, self.leaves, self.pages
+        old_info, old_leaves, old_pages = prev.info, prev.leaves, prev.pages
+        at, shift = walk.at, len(walk.pgids) - first
+        for i in range(first, end):
+            pgid, overflow = old.pgids[i], old.overflow[i]
+            if overflow:
+                self._claim(pgid, overflow, _TREE, "an unchanged subtree")
+            elif pgid < 2 or pgid >= hwm or owner[pgid]:
+                raise InvalidDatabase(f"page {pgid}: claimed twice or outside the file")
+            else:
+                owner[pgid] = _TREE
+            info[pgid] = old_info[pgid]
+            leaf = old_leaves.get(pgid)
+            if leaf is not None:
+                leaves[pgid] = leaf
+            else:
+                pages[pgid] = old_pages[pgid]
+            at[pgid] = i + shift
+        walk.pgids += old.pgids[first:end]
+        walk.overflow += old.overflow[first:end]
+        walk.size += old.size[first:end]
+        walk.level += old.level[first:end]
+        self.reused += end - first
+        self.taken += end - first
+
     def _reused(
-        self, pgid: int, earlier: Page | _Leaf, bucket: Path, high: bytes | None, depth: int
+        self, pgid: int, earlier: Page | Leaf, bucket: Path, high: bytes | None, depth: int
     ) -> list[tuple[int, bytes | None, bytes | None, int, str]]:
         """Take an unchanged page's earlier results; its children to walk (a branch's
         pages, a leaf's nested buckets: those are walked, and claimed, again)."""
-        if isinstance(earlier, _Leaf):
+        if isinstance(earlier, Leaf):
             self.leaves[pgid] = earlier
             for i in (i for i, flag in enumerate(earlier.flags) if flag):
                 at, size = earlier.key_at[i], earlier.key_sizes[i]
@@ -408,7 +430,7 @@ class _Checker:
                 raise _first_key_mismatch(pgid, referrer, keys[0], first)
         if keys and high is not None and keys[-1] >= high:
             raise InvalidDatabase(f"page {pgid}: keys outside the range its parent gives")
-        self.leaves[pgid] = _Leaf(overflow, array("q", key_at), key_sizes, flags, value_sizes)
+        self.leaves[pgid] = Leaf(overflow, array("q", key_at), key_sizes, flags, value_sizes)
         if not any(flags):
             return
         for i in (i for i, flag in enumerate(flags) if flag):

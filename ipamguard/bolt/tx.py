@@ -10,6 +10,7 @@ resulting plan under the file lock, data pages first, then the meta.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -48,7 +49,10 @@ class Tx:
             if self.meta.txid >= MAX_TXID:  # bbolt's uint64 would wrap to 0
                 raise InvalidDatabase(f"meta: txid {self.meta.txid} cannot be followed by another")
             self.meta.txid += 1
-        self.root = Bucket(self, self.meta.root, self.meta.sequence)
+        # buckets refer to their tx weakly: a tx and its buckets would otherwise form a
+        # cycle that keeps the snapshot (the whole file) alive until the cycle collector
+        # happens to run; the daemon would hold one old copy of ipam.db per cycle
+        self.root = Bucket(weakref.proxy(self), self.meta.root, self.meta.sequence)
 
     @property
     def txid(self) -> int:

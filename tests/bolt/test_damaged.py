@@ -837,7 +837,8 @@ def dump_tx(tx: Any) -> dict[str, Any]:
 def test_incremental_validation_reuses_unchanged_pages(oracle: Oracle, tmp_path: Path) -> None:
     """A podman-like commit (one allocation) rewrites a handful of pages: the others'
     checks are reused, and the result is the same as a full validation."""
-    from ipamguard.bolt.check import _Checker, changed_pages, load_snapshot, select_meta
+    from ipamguard.bolt.check import _Checker, load_snapshot, select_meta
+    from ipamguard.bolt.reuse import changed_pages
 
     path = tmp_path / "ipam.db"
     oracle.ipam_gen(path, "podman1", "10.89.0.0/16", 5000, ids_per_tx=500)
@@ -847,9 +848,9 @@ def test_incremental_validation_reuses_unchanged_pages(oracle: Oracle, tmp_path:
     previous = load_snapshot(before)
     changed = changed_pages(before, after, previous.meta.page_size)
     assert 0 < len(changed) < 20, changed
-    from ipamguard.bolt.check import _Reuse
+    from ipamguard.bolt.reuse import Reuse
 
-    checker = _Checker(after, select_meta(after), _Reuse(previous, changed))
+    checker = _Checker(after, select_meta(after), Reuse.of(previous, changed))
     incremental = checker.run()
     full = load_snapshot(after)
     assert checker.reused > 0.9 * len(full.info), (checker.reused, len(full.info))
