@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ipamguard.ipam.model import Allocation, IdsEntry, IpamState
+from ipamguard.ipam.model import Allocation, IdsEntry, IpamState, Network
 from ipamguard.kinds import DANGLING, LEAKED, MALFORMED, ORPHAN_NETWORK, STALE
 from ipamguard.liveness.model import LivenessSnapshot, connected
 from ipamguard.liveness.verdict import LIVE, TORN_DOWN, UNKNOWN, container_verdict
@@ -109,6 +109,7 @@ def reconcile(
     elif only is not None:
         carried = [f for f in previous.findings if f.container_id not in only]
     raw: list[Finding] = []
+    held = None if only is None else state.held_by(only)
     for network in state.networks:
         name = network.name
         orphaned = network.orphaned
@@ -120,11 +121,8 @@ def reconcile(
             else:
                 raw += (f for f in carried if f.kind == ORPHAN_NETWORK and f.network == name)
             continue
-        allocations = [a for s in network.subnets for a in s.allocations]
-        ids = network.ids
+        allocations, ids = _holdings(network, only, held)
         if only is not None:
-            allocations = [a for a in allocations if a.container_id in only]
-            ids = [e for e in ids if e.container_id in only]
             raw += (f for f in carried if f.network == network.name and f.kind != ORPHAN_NETWORK
                     and f.kind != MALFORMED)  # fmt: skip
         raw.extend(_container_findings(allocations, ids, liveness, now, network.indexed))
@@ -137,6 +135,27 @@ def reconcile(
         confirmed = finding.releasable and now - seen >= grace
         result.findings.append(_with(finding, first_seen=seen, confirmed=confirmed, store=store))
     return result
+
+
+def _holdings(
+    network: Network,
+    only: Collection[str] | None,
+    held: list[Allocation | IdsEntry] | None,
+) -> tuple[list[Allocation], list[IdsEntry]]:
+    """The network's allocations and ids entries (of the containers ``only``; ``held``:
+    theirs in every network, from the store's index, if it has one)."""
+    if only is None:
+        return [a for s in network.subnets for a in s.allocations], network.ids
+    name = network.name
+    if held is not None:
+        return (
+            [e for e in held if isinstance(e, Allocation) and e.network == name],
+            [e for e in held if isinstance(e, IdsEntry) and e.network == name],
+        )
+    return (
+        [a for s in network.subnets for a in s.allocations if a.container_id in only],
+        [e for e in network.ids if e.container_id in only],
+    )
 
 
 def _with(finding: Finding, *, first_seen: float, confirmed: bool, store: str) -> Finding:

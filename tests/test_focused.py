@@ -45,7 +45,7 @@ def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_pa
 
     first = read()
     assert cache.touched is None and cache.parsed > 10
-    assert len(cache.holders) == 3000 and cache.holders[container_id(1234)] == 2
+    assert len(cache.holders) == 3000 and len(cache.holders[container_id(1234)]) == 2
     assert read() == first and cache.touched == frozenset() and cache.parsed == 0
     victim = container_id(1234)
     net, sub = NET.encode(), b"10.89.0.0/16"
@@ -59,8 +59,46 @@ def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_pa
         full = read_ipam(tx)
     assert after == full  # the same state as a full parse
     assert cache.parsed <= 8
+    assert cache.walked <= 8  # the paths to the changed leaves; other subtrees taken whole
     assert cache.touched == {victim, container_id(7000)}
-    assert victim not in cache.holders and cache.holders[container_id(7000)] == 2
+    assert victim not in cache.holders and len(cache.holders[container_id(7000)]) == 2
+    held = after.held_by([container_id(7000), victim])  # type: ignore[attr-defined]
+    assert held == [
+        a
+        for n in full.networks
+        for s in n.subnets
+        for a in s.allocations
+        if a.container_id == container_id(7000)
+    ] + [e for n in full.networks for e in n.ids if e.container_id == container_id(7000)]
+    assert len(held) == 2 and full.held_by([victim]) is None  # read without the cache
+    assert read() == after and cache.parsed == cache.walked == 0
+    assert after.held_by([victim]) is None  # the cache has read again since: no index
+
+
+def test_a_leaf_changed_below_unchanged_parents_is_read_again(
+    oracle: Oracle, tmp_path: Path
+) -> None:
+    """Bytes changed in place (not as bbolt writes: the parents are as they were) in a
+    value that validation does not judge: the page cache takes no subtree that holds
+    the changed leaf, and reads what the file says."""
+    db = tmp_path / "ipam.db"
+    oracle.ipam_gen(db, NET, "10.89.0.0/16", 3000, ids_per_tx=500)
+    cache = PageCache()
+
+    def read() -> object:
+        with DB.open(db) as handle, handle.view() as tx:
+            return read_ipam(tx, cache)
+
+    read()
+    data = db.read_bytes()
+    old_id, new_id = container_id(1234), container_id(99999)
+    at = data.index(ip_to_key("10.89.4.212") + old_id.encode())  # that IP's value
+    db.write_bytes(data[: at + 4] + new_id.encode() + data[at + 4 + len(new_id) :])
+    after = read()
+    with DB.open(db) as handle, handle.view() as tx:
+        assert after == read_ipam(tx)
+    assert cache.parsed == 1 and 1 <= cache.walked <= 4
+    assert cache.touched == {old_id, new_id}
 
 
 def test_a_focused_look_finds_what_a_full_look_finds(oracle: Oracle, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ order, it would add a second element and leave the old page reachable and freed.
 
 from __future__ import annotations
 
+import copy
 import sys
 from array import array
 from dataclasses import dataclass
@@ -375,7 +376,9 @@ class _Checker:
                 value = self.data[at + size : at + size + earlier.value_sizes[i]]
                 self.check_bucket_value(value, (*bucket, key), f"page {pgid}")
             return []
-        self.pages[pgid] = earlier
+        # a copy: the same branch object stands for a subtree none of whose pages
+        # changed (readers' caches rely on it); this one's children are walked again
+        self.pages[pgid] = earlier = copy.copy(earlier)
         keys = earlier.keys
         highs = islice(keys, 1, None)
         child_of = f"child of page {pgid}"

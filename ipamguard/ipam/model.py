@@ -14,8 +14,7 @@ import functools
 import ipaddress
 import json
 import socket
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
@@ -82,6 +81,8 @@ class IpamState:
     txid: int
     networks: list[Network] = field(default_factory=list)
     malformed: list[Malformed] = field(default_factory=list)
+    index: PageCache | None = field(default=None, compare=False, repr=False)
+    index_read: int = field(default=0, compare=False, repr=False)
 
     def allocations(self) -> list[Allocation]:
         return [a for n in self.networks for s in n.subnets for a in s.allocations]
@@ -92,11 +93,30 @@ class IpamState:
     def network(self, name: str) -> Network | None:
         return next((n for n in self.networks if n.name == name), None)
 
+    def held_by(self, containers: Iterable[str]) -> list[Allocation | IdsEntry] | None:
+        """The allocations and ids entries of ``containers``, found without a look at
+        the others' (the page cache's index of the read that gave this state), in the
+        store's order; None if this state has no index (read without a page cache, or
+        the cache has read again since)."""
+        if self.index is None or self.index.reads != self.index_read:
+            return None
+        held = self.index.holders
+        found = [e for cid in containers for e in held.get(cid, ())]
+        order = {n.name: i for i, n in enumerate(self.networks)}
+        return sorted(found, key=lambda e: (order.get(e.network, -1), _place(e)))
+
     def holders(self) -> frozenset[str]:
         """Every container ID that holds an address or an ids entry."""
         held = {a.container_id for a in self.allocations()}
         held.update(e.container_id for e in self.ids_entries())
         return frozenset(held)
+
+
+def _place(entry: Allocation | IdsEntry) -> tuple[int, str, bytes]:
+    """Where an entry sits in its network: subnet buckets (by name), then ``ids``."""
+    if isinstance(entry, Allocation):
+        return 0, entry.subnet, ip_to_key(entry.ip)
+    return 1, "", entry.container_id.encode()
 
 
 def printable(raw: bytes) -> str:
@@ -125,42 +145,89 @@ def ip_to_key(ip: str) -> bytes:
 
 class PageCache:
     """What each leaf page of the last read gave, so that the next read of the same file
-    parses only the pages that changed.
+    parses only the pages that changed, and takes each subtree in which nothing changed
+    as one result (a change of one container's allocation walks one path of the tree).
 
     A page counts as unchanged when the validator handed over the very same checked
     leaf (ipamguard.bolt reuses it only for the same bytes at the same place in the
-    tree); its entries are then the same too. Pages that are gone are forgotten.
+    tree); its entries are then the same too. A branch page counts as unchanged with
+    its whole subtree when the validator handed over the very same branch (it does
+    only for a subtree none of whose pages changed). Pages that are gone are forgotten.
     """
 
     def __init__(self) -> None:
         self._pages: dict[tuple[bytes, ...], tuple[object, Any]] = {}
         self._next: dict[tuple[bytes, ...], tuple[object, Any]] = {}
+        # per branch page: (the page, its subtree's leaf and branch entries, the result)
+        self._branches: dict[tuple[bytes, ...], _Branch] = {}
+        self._next_branches: dict[tuple[bytes, ...], _Branch] = {}
+        self._trail: list[tuple[tuple[bytes, ...], tuple[object, Any]]] = []
+        self._branch_trail: list[tuple[tuple[bytes, ...], _Branch]] = []
         self.parsed = 0  # pages parsed by the last read (for tests and benches)
+        self.walked = 0  # branch pages walked into by the last read (the same)
         # the containers whose allocations or ids entries the last read found added,
         # removed or changed; None after the first read: nothing to compare with
         self.touched: frozenset[str] | None = None
         self._old: list[Any] = []  # entries of the pages parsed again, as they were
         self._new: list[Any] = []  # ... and as they are
         self.reads = 0
-        # entries per container ID in the store as last read: who holds anything
-        self.holders: Counter[str] = Counter()
+        # the entries (allocations, ids entries) of each container ID in the store as
+        # last read: who holds what
+        self.holders: dict[str, tuple[Any, ...]] = {}
 
     def entries(self, bucket: Bucket, path: tuple[bytes, ...], parse: PageParser) -> Iterator[Any]:
-        """``parse(keys, values, flags)`` of each leaf of ``bucket``, in key order."""
-        leaves = bucket.tx.snapshot.leaves
-        for pgid in bucket.leaf_pgids():
-            key = (*path, pgid.to_bytes(8, "big"))
-            leaf = leaves[pgid]
-            cached = self._pages.get(key)
-            if cached is None or cached[0] is not leaf:
-                if cached is not None:
-                    self._old += cached[1][0]
-                page = bucket.page_node(pgid)
-                cached = (leaf, parse(page.keys, page.values, page.flags))
-                self._new += cached[1][0]
-                self.parsed += 1
-            self._next[key] = cached
-            yield cached[1]
+        """``parse(keys, values, flags)`` of the leaves of ``bucket``, in key order, as
+        one result (each list in it the concatenation of the leaves' lists)."""
+        yield self._subtree(bucket, bucket.root, path, parse)
+
+    def _subtree(
+        self, bucket: Bucket, pgid: int, path: tuple[bytes, ...], parse: PageParser
+    ) -> Any:
+        key = (*path, pgid.to_bytes(8, "big"))
+        leaf = bucket.tx.snapshot.leaves.get(pgid)
+        if leaf is not None:
+            return self._leaf(bucket, key, leaf, pgid, parse)
+        page = bucket.page_node(pgid)
+        earlier = self._branches.get(key)
+        if earlier is not None and earlier[0] is page:
+            _, leaves, branches, result = earlier
+            self._next.update(leaves)
+            self._next_branches.update(branches)
+            self._next_branches[key] = earlier
+            self._trail += leaves
+            self._branch_trail += branches
+            self._branch_trail.append((key, earlier))
+            return result
+        self.walked += 1
+        trail, branch_trail = len(self._trail), len(self._branch_trail)
+        parts = [self._subtree(bucket, child, path, parse) for child in page.pgids]
+        result = _combine(parts)
+        # the entries below it, not its own (no reference cycle: a cache that the cycle
+        # collector alone could free would keep old results alive)
+        entry = (page, self._trail[trail:], self._branch_trail[branch_trail:], result)
+        self._branch_trail.append((key, entry))
+        self._next_branches[key] = entry
+        return result
+
+    def _leaf(
+        self,
+        bucket: Bucket,
+        key: tuple[bytes, ...],
+        leaf: object,
+        pgid: int,
+        parse: PageParser,
+    ) -> Any:
+        cached = self._pages.get(key)
+        if cached is None or cached[0] is not leaf:
+            if cached is not None:
+                self._old += cached[1][0]
+            page = bucket.page_node(pgid)
+            cached = (leaf, parse(page.keys, page.values, page.flags))
+            self._new += cached[1][0]
+            self.parsed += 1
+        self._next[key] = cached
+        self._trail.append((key, cached))
+        return cached[1]
 
     def whole(self, path: tuple[bytes, ...], entries: Any) -> None:
         """An inline bucket's entries, parsed every time: what changed is noted too."""
@@ -174,25 +241,46 @@ class PageCache:
 
     def done(self) -> None:
         """The read is complete: keep only the pages it saw."""
-        for key, (_, entries) in self._pages.items():
-            if key not in self._next:  # a page gone: its entries are gone or moved
-                self._old += entries[0]
+        for key in self._pages.keys() - self._next.keys():
+            self._old += self._pages[key][1][0]  # a page gone: its entries are gone or moved
         first = not self._pages and self.reads == 0
         old, new = set(self._old), set(self._new)
         changed = old ^ new  # entries moved between pages cancel out
         self.touched = None if first else frozenset(e.container_id for e in changed)
         holders = self.holders
         for entry in old - new:
-            holders[entry.container_id] -= 1
-            if holders[entry.container_id] <= 0:
+            kept = tuple(e for e in holders.get(entry.container_id, ()) if e != entry)
+            if kept:
+                holders[entry.container_id] = kept
+            else:
                 del holders[entry.container_id]
         for entry in new - old:
-            holders[entry.container_id] += 1
+            holders[entry.container_id] = (*holders.get(entry.container_id, ()), entry)
         self.reads += 1
         self._pages, self._next, self._old, self._new = self._next, {}, [], []
+        self._branches, self._next_branches = self._next_branches, {}
+        self._trail, self._branch_trail = [], []
 
 
 PageParser = Callable[[Sequence[bytes], Sequence[bytes], Sequence[int]], Any]
+_Branch = tuple[object, list[tuple[tuple[bytes, ...], tuple[object, Any]]], list[Any], Any]
+
+
+def _combine(parts: list[Any]) -> Any:
+    """The results of a page parser for consecutive leaves as one: lists concatenated,
+    any other field the first that is not None (a key that only one leaf can hold)."""
+    if len(parts) == 1:
+        return parts[0]
+    fields: list[Any] = []
+    for values in zip(*parts, strict=True):
+        if isinstance(values[0], list):
+            joined: list[Any] = []
+            for value in values:
+                joined += value
+            fields.append(joined)
+        else:
+            fields.append(next((v for v in values if v is not None), None))
+    return tuple(fields)
 
 
 def read_ipam(tx: Tx, cache: PageCache | None = None) -> IpamState:
@@ -200,7 +288,7 @@ def read_ipam(tx: Tx, cache: PageCache | None = None) -> IpamState:
     parsed for its unchanged leaf pages (a read-only ``tx`` only)."""
     state = IpamState(txid=tx.txid)
     if cache is not None:
-        cache.parsed = 0
+        cache.parsed = cache.walked = 0
     for raw_name, _ in tx.items():
         network_bucket = tx.bucket(raw_name)
         assert network_bucket is not None  # the root holds only buckets
@@ -209,6 +297,7 @@ def read_ipam(tx: Tx, cache: PageCache | None = None) -> IpamState:
         )
     if cache is not None:
         cache.done()
+        state.index, state.index_read = cache, cache.reads
     return state
 
 
