@@ -4,7 +4,9 @@ containers asked about, the findings judged again. Files written by Go's bbolt."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ops import delete
@@ -34,15 +36,21 @@ class Asked(Scripted):
         return [c for c in answer if only is None or c.id in only]
 
 
+def cached_reader(db: Path, cache: PageCache) -> Callable[[], Any]:
+    """A read of ``db`` through ``cache``, as the daemon's cycles read it."""
+
+    def read() -> Any:
+        with DB.open(db) as handle, handle.view() as tx:
+            return read_ipam(tx, cache)
+
+    return read
+
+
 def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_path: Path) -> None:
     db = tmp_path / "ipam.db"
     oracle.ipam_gen(db, NET, "10.89.0.0/16", 3000, ids_per_tx=500)
     cache = PageCache()
-
-    def read() -> object:
-        with DB.open(db) as handle, handle.view() as tx:
-            return read_ipam(tx, cache)
-
+    read = cached_reader(db, cache)
     first = read()
     assert cache.touched is None and cache.parsed > 10
     assert len(cache.holders) == 3000 and len(cache.holders[container_id(1234)]) == 2
@@ -62,7 +70,7 @@ def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_pa
     assert cache.walked <= 8  # the paths to the changed leaves; other subtrees taken whole
     assert cache.touched == {victim, container_id(7000)}
     assert victim not in cache.holders and len(cache.holders[container_id(7000)]) == 2
-    held = after.held_by([container_id(7000), victim])  # type: ignore[attr-defined]
+    held = after.held_by([container_id(7000), victim])
     assert held == [
         a
         for n in full.networks
@@ -84,11 +92,7 @@ def test_a_leaf_changed_below_unchanged_parents_is_read_again(
     db = tmp_path / "ipam.db"
     oracle.ipam_gen(db, NET, "10.89.0.0/16", 3000, ids_per_tx=500)
     cache = PageCache()
-
-    def read() -> object:
-        with DB.open(db) as handle, handle.view() as tx:
-            return read_ipam(tx, cache)
-
+    read = cached_reader(db, cache)
     read()
     data = db.read_bytes()
     old_id, new_id = container_id(1234), container_id(99999)
