@@ -59,7 +59,12 @@ class ReconcileCycle:
 
     def run(self, reason: str, config: Config, focus: frozenset[str] | None = None) -> CycleResult:
         result = self._reconcile(config, focus)
-        conflicts, problems = self._check_links()
+        conflicts, problems, wait = self._check_links(full=focus is None)
+        if wait:  # left out during a burst: a recheck once it is due
+            recheck = result.recheck_after
+            result = dataclasses.replace(
+                result, recheck_after=wait if recheck is None else min(recheck, wait)
+            )
         if result.measures is not None:
             self.capacity.run(result.measures.subnets, config.alerts.subnet_free_percent)
             measures = dataclasses.replace(
@@ -69,17 +74,22 @@ class ReconcileCycle:
         return_free_memory()  # the cycle's transient peak, back to the kernel
         return result
 
-    def _check_links(self) -> tuple[int | None, int | None]:
-        """(links networkd manages, every link problem); None where it did not look."""
+    def _check_links(self, full: bool) -> tuple[int | None, int | None, float]:
+        """(links networkd manages, every link problem; None where it did not look,
+        seconds before a check left out is due: 0 if none was). A full look checks;
+        a focused one checks unless the last check is younger than the link watch's
+        interval (the counts are then the last check's)."""
         if self.links is None:
-            return None, None
-        try:
-            self.links.run()
-        except IpamguardError as error:  # the doctor part never stops the IPAM part
-            log.debug("link check failed", error=str(error))
-            return None, None
+            return None, None, 0.0
+        wait = 0.0 if full else self.links.due_in()
+        if not wait:
+            try:
+                self.links.run()
+            except IpamguardError as error:  # the doctor part never stops the IPAM part
+                log.debug("link check failed", error=str(error))
+                return None, None, 0.0
         kinds = [kind for kind, _ in self.links.alerted]
-        return kinds.count(MANAGED), len(kinds)
+        return kinds.count(MANAGED), len(kinds), wait
 
     def _reconcile(self, config: Config, focus: frozenset[str] | None) -> CycleResult:
         if config != self.config_seen:  # another configuration: look at everything

@@ -76,3 +76,35 @@ def test_link_problems_alert_once_and_again_when_changed() -> None:
     assert len(logs) == 1 and logs[0]["link"] == "podman1"
     problems.clear()
     assert watch.run() == 0 and watch.alerted == {}
+
+
+def test_during_a_burst_links_are_checked_once_per_interval_and_the_last_change_too(
+    tmp_path: Path,
+) -> None:
+    """A full look always checks the links; a focused reconcile (a podman event, an
+    ipam.db change) within the interval of the last check leaves it out, keeps the last
+    check's counts, and asks for a recheck when the next check is due."""
+    now = [100.0]
+    problems = [Finding(MANAGED, PROBLEM, "networkd manages veth1", link="veth1")]
+    runs: list[float] = []
+
+    def doctor() -> list[Finding]:
+        runs.append(now[0])
+        return problems
+
+    cycle = ReconcileCycle(LinkWatch(doctor, every=5.0, clock=lambda: now[0]))
+    conf = config(tmp_path, tmp_path / "absent.db", repair=False)
+    first = cycle.run("start", conf)
+    assert runs == [100.0] and first.recheck_after is None
+    assert first.measures is not None and first.measures.networkd_conflicts == 1
+    now[0] = 102.0
+    burst = cycle.run("db-changed", conf, frozenset({"c1"}))
+    assert runs == [100.0] and burst.recheck_after == pytest.approx(3.0)
+    assert burst.measures is not None and burst.measures.networkd_conflicts == 1
+    cycle.run("resync", conf)  # a full look checks at once
+    assert runs == [100.0, 102.0]
+    now[0] = 107.5
+    problems.clear()
+    recheck = cycle.run("recheck", conf, frozenset())
+    assert runs == [100.0, 102.0, 107.5] and recheck.recheck_after is None
+    assert recheck.measures is not None and recheck.measures.networkd_conflicts == 0
