@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ipamguard.errors import LinkReadError
-from ipamguard.ethtool import ethtool_driver
+from ipamguard.ethtool import DriverReader
 
 SYS_CLASS_NET = Path("/sys/class/net")
 
@@ -73,10 +73,10 @@ class SysfsLinks:
     def __init__(
         self,
         root: Path = SYS_CLASS_NET,
-        driver_of: Callable[[str], str | None] = ethtool_driver,
+        driver_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.root = root
-        self.driver_of = driver_of
+        self.driver_of = driver_of  # None: ethtool's, one socket for all the links
 
     def links(self) -> list[Link]:
         try:
@@ -85,13 +85,22 @@ class SysfsLinks:
             raise LinkReadError(f"cannot list {self.root}: {error.strerror}") from error
         links = []
         root = os.fspath(self.root)
-        for name in names:
-            link = self._read(f"{root}/{name}", name)
-            if link is not None:
-                links.append(link)
+        reader = DriverReader() if self.driver_of is None else None
+        driver_of = self.driver_of if reader is None else reader
+        assert driver_of is not None
+        try:
+            for name in names:
+                link = self._read(f"{root}/{name}", name, driver_of)
+                if link is not None:
+                    links.append(link)
+        finally:
+            if reader is not None:
+                reader.close()
         return links
 
-    def _read(self, path: str, name: str) -> Link | None:
+    def _read(
+        self, path: str, name: str, driver_of: Callable[[str], str | None]
+    ) -> Link | None:
         # plain os calls on string paths: a host with a thousand containers has a
         # thousand veths, read after every reconcile (pathlib tripled the cost)
         try:
@@ -99,7 +108,7 @@ class SysfsLinks:
         except (OSError, ValueError):
             return None  # vanished while we looked, or not a link directory
         uevent = _read_uevent(f"{path}/uevent")
-        driver = self.driver_of(name)
+        driver = driver_of(name)
         kind = _kind(path, uevent, driver)
         return Link(
             name=name,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ipamguard.doctor.links import Link, SysfsLinks, ethtool_driver, peer_is_local
+from ipamguard.doctor.links import Link, SysfsLinks, peer_is_local
 from ipamguard.errors import LinkReadError
+from ipamguard.ethtool import DriverReader, ethtool_driver
 
 
 def fake_link(root: Path, name: str, index: int, iflink: int, **files: str) -> None:
@@ -62,3 +63,15 @@ def test_missing_sysfs_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_ethtool_driver_of_an_absent_link_is_unknown() -> None:
     assert ethtool_driver("no-such-link0") is None
+
+
+def test_one_socket_asks_the_driver_of_many_links() -> None:
+    """The reader of every link asks ethtool through one socket: the same answers."""
+    reader = DriverReader()
+    try:
+        assert reader("lo") == ethtool_driver("lo")
+        sock = reader.sock
+        assert sock is not None and reader("no-such-link0") is None and reader.sock is sock
+    finally:
+        reader.close()
+    assert reader.sock is None
