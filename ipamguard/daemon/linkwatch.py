@@ -5,8 +5,8 @@ doctor's checks and alerts, once per problem and again when it changes:
 systemd-networkd managing a container link, or a container veth that left its
 bridge or is down. Alert only: the daemon never rewrites networkd's config.
 
-The checks read every link of the host (a thousand containers: a thousand veths,
-~60 ms), so during a burst of podman runs they run at most once every
+The checks read every link of the host from sysfs (a thousand containers: a thousand
+veths, ~115 ms), so during a burst of podman runs they run at most once every
 ``CHECK_EVERY`` seconds; the cycle asks for a recheck when one was left out, so the
 last change of a burst is always checked.
 """
