@@ -98,9 +98,7 @@ class SysfsLinks:
                 reader.close()
         return links
 
-    def _read(
-        self, path: str, name: str, driver_of: Callable[[str], str | None]
-    ) -> Link | None:
+    def _read(self, path: str, name: str, driver_of: Callable[[str], str | None]) -> Link | None:
         # plain os calls on string paths: a host with a thousand containers has a
         # thousand veths, read after every reconcile (pathlib tripled the cost)
         try:
