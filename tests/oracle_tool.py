@@ -200,11 +200,25 @@ class Oracle:
         result: dict[str, Any] = json.loads(self.run("ipam-dump", path).stdout)
         return result
 
+    def ipam_held(self, path: str | os.PathLike[str]) -> dict[tuple[str, str], str]:
+        """{(network, ip): container ID} of ipam.db, as Go's bbolt reads it."""
+        return held_of(self.ipam_dump(path))
+
     def ipam_release(self, path: str | os.PathLike[str], cid: str) -> tuple[int, int]:
         """podman's deallocIPs of ``cid`` on every network: (IPs removed, µs the db was held)."""
         proc = self.run("ipam-release", path, cid)
         held = [line for line in proc.stderr.splitlines() if line.startswith("held_us=")]
         return int(proc.stdout.strip()), int(held[-1].split("=", 1)[1]) if held else -1
+
+
+def held_of(dump: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """{(network, ip): container ID} of an ``Oracle.ipam_dump``."""
+    return {
+        (n["name"], a["ip"]): a["container_id"]
+        for n in dump["networks"]
+        for s in n["subnets"]
+        for a in s["allocations"]
+    }
 
 
 class OracleServer:

@@ -84,7 +84,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oracle_tool import Oracle
+from oracle_tool import Oracle, held_of
 from sandbox import IMAGE, IPAM_DB, REPO_ROOT, Sandbox
 
 from ipamguard import messages
@@ -1173,13 +1173,7 @@ class Churn:
         return self.oracle.ipam_dump(db)
 
     def _held(self) -> dict[tuple[str, str], str]:
-        dump = self._dump()
-        return {
-            (n["name"], a["ip"]): a["container_id"]
-            for n in dump["networks"]
-            for s in n["subnets"]
-            for a in s["allocations"]
-        }
+        return held_of(self._dump())
 
     # ------------------------------------------------------------------ invariants
 
@@ -1194,12 +1188,7 @@ class Churn:
         for box in loopers:
             if box.cid in view and (seen := self._inspect_one(box)) is not None:
                 again[box.cid] = seen
-        held = {
-            (n["name"], a["ip"]): a["container_id"]
-            for n in dump["networks"]
-            for s in n["subnets"]
-            for a in s["allocations"]
-        }
+        held = held_of(dump)
         ids = {
             (n["name"], e["container_id"]): set(e["ips"] or ())
             for n in dump["networks"]

@@ -120,10 +120,4 @@ def test_restore_gives_no_running_container_an_address_it_does_not_use(
 
 
 def _held(oracle: Oracle, sb: Sandbox) -> dict[tuple[str, str], str]:
-    dump = oracle.ipam_dump(sb.host_path(IPAM_DB))
-    return {
-        (n["name"], a["ip"]): a["container_id"]
-        for n in dump["networks"]
-        for s in n["subnets"]
-        for a in s["allocations"]
-    }
+    return oracle.ipam_held(sb.host_path(IPAM_DB))

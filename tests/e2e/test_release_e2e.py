@@ -32,13 +32,7 @@ def db_sha(sb: Sandbox) -> str:
 
 def allocations(oracle: Oracle, sb: Sandbox) -> dict[tuple[str, str], str]:
     """{(network, ip): container ID}, read by Go bbolt."""
-    dump = oracle.ipam_dump(sb.host_path(IPAM_DB))
-    return {
-        (n["name"], a["ip"]): a["container_id"]
-        for n in dump["networks"]
-        for s in n["subnets"]
-        for a in s["allocations"]
-    }
+    return oracle.ipam_held(sb.host_path(IPAM_DB))
 
 
 def ids_entries(oracle: Oracle, sb: Sandbox) -> dict[tuple[str, str], list[str]]:

@@ -34,13 +34,7 @@ def ig_user(sb: Sandbox, *args: str, rc: int | None = None) -> subprocess.Comple
 
 def allocations(oracle: Oracle, sb: Sandbox) -> dict[tuple[str, str], str]:
     """{(network, ip): container ID} of the user's ipam.db, read by Go bbolt."""
-    dump = oracle.ipam_dump(sb.host_path(sb.rootless.ipam_db))
-    return {
-        (n["name"], a["ip"]): a["container_id"]
-        for n in dump["networks"]
-        for s in n["subnets"]
-        for a in s["allocations"]
-    }
+    return oracle.ipam_held(sb.host_path(sb.rootless.ipam_db))
 
 
 def uid_of(sb: Sandbox, command: str) -> int:

@@ -48,13 +48,7 @@ LAUNCH = '"--api-version"'
 
 def held(oracle: Oracle, sb: Sandbox) -> dict[tuple[str, str], str]:
     """{(network, ip): container ID} as Go's bbolt reads ipam.db."""
-    dump = oracle.ipam_dump(sb.host_path(IPAM_DB))
-    return {
-        (n["name"], a["ip"]): a["container_id"]
-        for n in dump["networks"]
-        for s in n["subnets"]
-        for a in s["allocations"]
-    }
+    return oracle.ipam_held(sb.host_path(IPAM_DB))
 
 
 def run_static(sb: Sandbox, name: str, ip: str, *extra: str) -> str:
