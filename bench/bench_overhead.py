@@ -57,7 +57,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -72,6 +71,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
+from notify import Notify  # noqa: E402
 from sandbox import IMAGE, IPAM_DB, Sandbox  # noqa: E402
 
 from ipamguard import messages  # noqa: E402
@@ -148,33 +148,6 @@ def load1() -> float:
 # ----------------------------------------------------------------------------- daemon
 
 
-class Notify:
-    """The daemon's NOTIFY_SOCKET: a datagram socket in the /tmp shared with the sandbox."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = str(directory / "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-
-    def wait_ready(self, proc: subprocess.Popen[Any], timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"the daemon exited ({proc.returncode}) before READY=1")
-            try:
-                lines = self.sock.recv(4096).decode().splitlines()
-            except TimeoutError:
-                continue
-            if "READY=1" in lines:
-                return
-        raise SystemExit(f"no READY=1 from the daemon after {timeout}s")
-
-    def close(self) -> None:
-        self.sock.close()
-        Path(self.path).unlink(missing_ok=True)
-
-
 @dataclass
 class DaemonTotals:
     cpu_s: float = 0.0
@@ -199,7 +172,12 @@ def daemon(
     env = {"NOTIFY_SOCKET": notify.path, "PYTHONPATH": str(code)}
     proc = sb.ipamguard_popen("daemon", "--config", str(conf), env=env)
     try:
-        notify.wait_ready(proc)
+        notify.drain()
+        notify.received.clear()  # a READY=1 of the daemon before, if any
+        try:
+            notify.wait_for("READY=1", timeout=120.0, proc=proc)
+        except AssertionError as error:
+            raise SystemExit(str(error)) from None
         pid = child_of(proc.pid)
         totals.startup_cpu_s.append(wait_quiet(pid))
         yield pid

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from notify import Notify
 from sandbox import IPAM_DB, Sandbox
 
 from ipamguard import messages
@@ -25,41 +25,6 @@ from ipamguard import messages
 pytestmark = pytest.mark.e2e
 
 NET, SUBNET, IP = "a", "172.19.10.0/24", "172.19.10.11"
-
-
-class Notify:
-    """A NOTIFY_SOCKET the test owns: what systemd would receive."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = str(directory / "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.received: list[str] = []
-
-    def drain(self) -> list[str]:
-        """Everything received so far, including what is still queued."""
-        self.sock.setblocking(False)
-        try:
-            while True:
-                self.received.extend(self.sock.recv(4096).decode().splitlines())
-        except BlockingIOError:
-            pass
-        finally:
-            self.sock.settimeout(0.2)
-        return self.received
-
-    def wait_for(self, prefix: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.received:
-                if line.startswith(prefix):
-                    return line
-            try:
-                self.received.extend(self.sock.recv(4096).decode().splitlines())
-            except TimeoutError:
-                continue
-        raise AssertionError(f"no {prefix!r} on NOTIFY_SOCKET; got {self.received}")
 
 
 @contextmanager
