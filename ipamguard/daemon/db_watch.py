@@ -63,35 +63,28 @@ def nearest_existing_dir(path: str) -> str:
     return path
 
 
-class DbWatch:
-    """A ``TriggerSource`` for changes of the ipam.db file at ``db_path``, and of CNI's
-    files in ``cni_dir`` ("": those of the same podman, ``podman_cni_dir``; None: none)."""
+class _InotifyWatch:
+    """The plumbing both watches share: an inotify descriptor read by the event loop,
+    pyinotify decoding what was read, and the trigger pushed for a change. A subclass
+    says what to watch (``_watch``) and what an event means (``_on_event``)."""
 
-    def __init__(self, db_path: str, cni_dir: str | None = "") -> None:
-        if cni_dir == "":
-            cni_dir = podman_cni_dir(db_path)
-        self.cni = CniWatch(cni_dir) if cni_dir else None
-        self.db_path = os.path.abspath(db_path)
-        self.db_dir, self.db_name = os.path.split(self.db_path)
+    def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._push: Push | None = None
         self._manager: pyinotify.WatchManager | None = None
         self._notifier: pyinotify.Notifier | None = None
         self._fd: int | None = None
-        self._wd: int | None = None
         self.watched: str | None = None  # the directory watched now
 
-    def start(self, loop: asyncio.AbstractEventLoop, push: Push) -> None:
-        if self.cni is not None:
-            self.cni.start(loop, push)
+    def _begin(
+        self, loop: asyncio.AbstractEventLoop, push: Push, failure: str, **where: str
+    ) -> None:
+        """Watch from now on; ``failure`` (with ``where``) is logged if inotify cannot."""
         self._loop, self._push = loop, push
         try:
             self._manager = pyinotify.WatchManager()
         except (OSError, pyinotify.PyinotifyError) as error:  # e.g. max_user_instances
-            log.error(
-                "cannot watch ipam.db (podman's events and the resync still apply)",
-                db=self.db_path, error=str(error),
-            )  # fmt: skip
+            log.error(failure, **where, error=str(error))
             return
         self._notifier = pyinotify.Notifier(self._manager, default_proc_fun=self._on_event)
         self._watch()
@@ -99,20 +92,54 @@ class DbWatch:
         loop.add_reader(self._fd, self._on_readable)
 
     def stop(self) -> None:
-        if self.cni is not None:
-            self.cni.stop()
         if self._notifier is None or self._loop is None or self._fd is None:
             return
         self._loop.remove_reader(self._fd)
         self._notifier.stop()  # closes the inotify descriptor: every watch goes with it
         self._notifier = self._manager = None
-        self._fd = self._wd = None
+        self._fd = None
         self.watched = None
 
     def _on_readable(self) -> None:
         if self._notifier is not None:
             self._notifier.read_events()
             self._notifier.process_events()
+
+    def _watch(self) -> None:
+        raise NotImplementedError
+
+    def _on_event(self, event: pyinotify.Event) -> None:
+        raise NotImplementedError
+
+    def _emit(self, reason: str) -> None:
+        if self._push is not None:
+            self._push(Trigger("db-changed", None, reason))
+
+
+class DbWatch(_InotifyWatch):
+    """A ``TriggerSource`` for changes of the ipam.db file at ``db_path``, and of CNI's
+    files in ``cni_dir`` ("": those of the same podman, ``podman_cni_dir``; None: none)."""
+
+    def __init__(self, db_path: str, cni_dir: str | None = "") -> None:
+        super().__init__()
+        if cni_dir == "":
+            cni_dir = podman_cni_dir(db_path)
+        self.cni = CniWatch(cni_dir) if cni_dir else None
+        self.db_path = os.path.abspath(db_path)
+        self.db_dir, self.db_name = os.path.split(self.db_path)
+        self._wd: int | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, push: Push) -> None:
+        if self.cni is not None:
+            self.cni.start(loop, push)
+        failure = "cannot watch ipam.db (podman's events and the resync still apply)"
+        self._begin(loop, push, failure, db=self.db_path)
+
+    def stop(self) -> None:
+        if self.cni is not None:
+            self.cni.stop()
+        super().stop()
+        self._wd = None
 
     def _watch(self) -> None:
         """Watch ipam.db's directory or, while it is missing, its nearest ancestor."""
@@ -160,10 +187,6 @@ class DbWatch:
             if self.watched == self.db_dir and os.path.exists(self.db_path):
                 self._emit(f"{self.db_path} appeared")
 
-    def _emit(self, reason: str) -> None:
-        if self._push is not None:
-            self._push(Trigger("db-changed", None, reason))
-
 
 def podman_cni_dir(db_path: str) -> str | None:
     """CNI's data directory when ``db_path`` is the ipam.db of this user's podman and
@@ -176,44 +199,16 @@ def podman_cni_dir(db_path: str) -> str | None:
     return paths.cni_data_dir
 
 
-class CniWatch:
+class CniWatch(_InotifyWatch):
     """A ``TriggerSource`` for changes of CNI's host-local files under ``data_dir``."""
 
     def __init__(self, data_dir: str) -> None:
+        super().__init__()
         self.data_dir = os.path.abspath(data_dir)
-        self._push: Push | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._manager: pyinotify.WatchManager | None = None
-        self._notifier: pyinotify.Notifier | None = None
-        self._fd: int | None = None
-        self.watched: str | None = None  # the data dir (and its subdirectories), or an ancestor
 
     def start(self, loop: asyncio.AbstractEventLoop, push: Push) -> None:
-        self._loop, self._push = loop, push
-        try:
-            self._manager = pyinotify.WatchManager()
-        except (OSError, pyinotify.PyinotifyError) as error:
-            log.error("cannot watch CNI's files (podman's events and the resync still apply)",
-                      directory=self.data_dir, error=str(error))  # fmt: skip
-            return
-        self._notifier = pyinotify.Notifier(self._manager, default_proc_fun=self._on_event)
-        self._watch()
-        self._fd = self._manager.get_fd()
-        loop.add_reader(self._fd, self._on_readable)
-
-    def stop(self) -> None:
-        if self._notifier is None or self._loop is None or self._fd is None:
-            return
-        self._loop.remove_reader(self._fd)
-        self._notifier.stop()
-        self._notifier = self._manager = None
-        self._fd = None
-        self.watched = None
-
-    def _on_readable(self) -> None:
-        if self._notifier is not None:
-            self._notifier.read_events()
-            self._notifier.process_events()
+        failure = "cannot watch CNI's files (podman's events and the resync still apply)"
+        self._begin(loop, push, failure, directory=self.data_dir)
 
     def _watch(self) -> None:
         """The data dir with every directory below it, or (missing) its nearest ancestor."""
@@ -248,7 +243,3 @@ class CniWatch:
         elif mask & DB_EVENTS and event.name != LOCK_FILE:
             where = os.path.relpath(event.pathname, self.data_dir)
             self._emit(f"{event.maskname} {where}")
-
-    def _emit(self, reason: str) -> None:
-        if self._push is not None:
-            self._push(Trigger("db-changed", None, reason))
