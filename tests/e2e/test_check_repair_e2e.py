@@ -16,13 +16,12 @@ import ipaddress
 import json
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cli_helpers import as_json, ig, show
+from cli_helpers import RunRmLoop, as_json, ig, show
 from oracle_tool import Oracle
 from sandbox import IMAGE, IPAM_DB, Sandbox
 
@@ -442,35 +441,16 @@ def test_repairs_while_podman_starts_and_removes_containers(
     leak = sandbox.stage_leak("victim", NET_A, "172.19.10.11")
     sandbox.start_podman_service()
 
-    podman_results: list[subprocess.CompletedProcess[str]] = []
-    kept: list[str] = []
-    done = threading.Event()
-
-    def churn() -> None:
-        try:
-            for i in range(20):
-                name = f"churn{i}"
-                ip_args = ["--ip", f"172.19.10.{100 + i}"] if i % 2 else []
-                res = sandbox.podman("run", "-d", "--name", name, "--network", NET_A, *ip_args,
-                                     IMAGE, "sleep", "1000", check=False)  # fmt: skip
-                podman_results.append(res)
-                if i % 5 == 4:
-                    kept.append(name)  # started while repairs run, still running at the end
-                    continue
-                podman_results.append(sandbox.podman("rm", "-f", "-t0", name, check=False))
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=churn)
-    thread.start()
+    churn = RunRmLoop(sandbox, NET_A, 20, IMAGE)  # the fifth ones stay running to the end
+    churn.start()
     repairs: list[tuple[bool, str, subprocess.CompletedProcess[str]]] = []
     try:
-        while len(repairs) < 10 or not done.is_set():
+        while len(repairs) < 10 or not churn.done.is_set():
             n = len(repairs)
             fake = hashlib.sha256(f"ipamguard-e2e-fake-{n}".encode()).hexdigest()
             if n:  # the first repair has the staged leak to release
                 inject_leak(oracle, sandbox, NET_A, SUBNET_A, f"172.19.10.{200 + n}", fake)
-            during = not done.is_set()
+            during = not churn.done.is_set()
             res = sandbox.ipamguard(
                 "repair", "--yes", "--grace", "0", "--json", "--backup-dir", BACKUPS,
                 check=False, timeout=60,
@@ -479,12 +459,11 @@ def test_repairs_while_podman_starts_and_removes_containers(
             if len(repairs) >= 40:
                 break
     finally:
-        thread.join(timeout=120)
-    assert not thread.is_alive()
+        churn.join()
 
-    failed = [show(r) for r in podman_results if r.returncode != 0 or "ipam" in r.stderr.lower()]
+    failed = [show(r) for r in churn.results if r.returncode != 0 or "ipam" in r.stderr.lower()]
     assert not failed, "\n".join(failed)
-    assert len(podman_results) == 20 + 16
+    assert len(churn.results) == 20 + 16
     assert sum(during for during, _, _ in repairs) >= 5, "the repairs did not overlap the churn"
 
     released_all: set[tuple[str, str, str]] = set()
@@ -500,8 +479,8 @@ def test_repairs_while_podman_starts_and_removes_containers(
     final = ipam(oracle, sandbox)
     assert held_by(final, leak) == set()
     running = sandbox.podman("ps", "-q", "--no-trunc").stdout.split()
-    assert len(running) == 2 + len(kept)
-    for name in ["steady-dyn", "steady-static", *kept]:
+    assert len(running) == 2 + len(churn.kept)
+    for name in ["steady-dyn", "steady-static", *churn.kept]:
         assert_holds(final, sandbox.container_id(name), container_ips(sandbox, name))
     # nothing but the running containers holds anything (podman's own teardowns worked)
     assert set(final["allocations"].values()) == set(running)

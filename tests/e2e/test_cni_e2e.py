@@ -22,13 +22,12 @@ import hashlib
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cli_helpers import as_json, ig, show
+from cli_helpers import RunRmLoop, as_json, ig, show
 from sandbox import (
     CONTAINERS_CONF,
     FLAVOURS,
@@ -316,44 +315,24 @@ def test_repairs_while_podman_starts_and_removes_containers(cni: Sandbox) -> Non
                         "172.19.10.50", IMAGE, "sleep", "1000").stdout.strip()  # fmt: skip
     leak = stage_leak(cni, "victim", LEAK)
     cni.start_podman_service()
-    results: list[subprocess.CompletedProcess[str]] = []
-    kept: list[str] = []
-    done = threading.Event()
-
-    def churn() -> None:
-        try:
-            for i in range(16):
-                name = f"churn{i}"
-                ip_args = ["--ip", f"172.19.10.{100 + i}"] if i % 2 else []
-                res = cni.podman("run", "-d", "--name", name, "--network", NET, *ip_args,
-                                 IMAGE, "sleep", "1000", check=False)  # fmt: skip
-                results.append(res)
-                if i % 5 == 4:
-                    kept.append(name)
-                    continue
-                results.append(cni.podman("rm", "-f", "-t0", name, check=False))
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=churn)
-    thread.start()
+    churn = RunRmLoop(cni, NET, 16, IMAGE)
+    churn.start()
     repairs: list[tuple[bool, str, subprocess.CompletedProcess[str]]] = []
     try:
-        while len(repairs) < 8 or not done.is_set():
+        while len(repairs) < 8 or not churn.done.is_set():
             n = len(repairs)
             fake = hashlib.sha256(f"ipamguard-e2e-cni-{n}".encode()).hexdigest()
             if n:
                 inject_leak(cni, f"172.19.10.{200 + n}", fake)
-            during = not done.is_set()
+            during = not churn.done.is_set()
             res = cni.ipamguard("repair", "--yes", "--grace", "0", "--json", "--backup-dir",
                                 BACKUPS, check=False, timeout=60)  # fmt: skip
             repairs.append((during, fake, res))
             if len(repairs) >= 30:
                 break
     finally:
-        thread.join(timeout=120)
-    assert not thread.is_alive()
-    failed = [show(r) for r in results if r.returncode != 0]
+        churn.join()
+    failed = [show(r) for r in churn.results if r.returncode != 0]
     assert not failed, "\n".join(failed)
     assert sum(during for during, _, _ in repairs) >= 3, "the repairs did not overlap the churn"
     holds: list[float] = []
@@ -373,6 +352,6 @@ def test_repairs_while_podman_starts_and_removes_containers(cni: Sandbox) -> Non
     print(f"lock held per repair: max {max(holds)} ms, median {sorted(holds)[len(holds) // 2]} ms")
     ig(cni, "repair", "--yes", "--grace", "0", "--backup-dir", BACKUPS, rc=0)  # what is left
     running = set(cni.podman("ps", "-q", "--no-trunc").stdout.split())
-    assert running == {steady, *(cni.container_id(k) for k in kept)}
+    assert running == {steady, *(cni.container_id(k) for k in churn.kept)}
     assert set(held(cni).values()) == running  # only the running containers hold anything
     assert_as_podman_expects(cni)
