@@ -16,7 +16,6 @@ The plan is idempotent: the same links and configs render the same bytes.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from ipamguard.doctor.links import Link
 from ipamguard.doctor.matching import NetworkFile, first_match, parse_network_file
 from ipamguard.doctor.netconfigs import family_pattern
 from ipamguard.errors import FixError, Refused
+from ipamguard.state import write_atomically
 
 DROPIN_PATH = Path("/etc/systemd/network/00-ipamguard-container-links.network")
 MARKER = "# Written by `ipamguard doctor --fix`"
@@ -140,16 +140,6 @@ def write_dropin(plan: FixPlan) -> None:
     path = plan.path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(plan.content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, 0o644)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        write_atomically(str(path), plan.content.encode(), 0o644, sync=True)
     except OSError as error:
         raise FixError(f"cannot write {path}: {error.strerror or error}") from error
