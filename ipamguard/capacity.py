@@ -13,12 +13,11 @@ not counted: a subnet whose range is full but whose rest is free is not "low".
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ipamguard.ipam.model import IpamState
+from ipamguard.ipam.netconfig import network_configs
 
 GatewayKey = tuple[str, str]  # (network name, subnet CIDR as in ipam.db)
 
@@ -116,27 +115,15 @@ def read_gateways(network_dir: str | None) -> dict[GatewayKey, str]:
     A missing directory or an unreadable config gives no gateway (its subnets then
     count one address more than podman hands out): never an error.
     """
-    if network_dir is None:
-        return {}
-    try:
-        entries = sorted(e for e in os.listdir(network_dir) if e.endswith(".json"))
-    except OSError:
-        return {}
+    configs = network_configs(network_dir) if network_dir is not None else None
     gateways: dict[GatewayKey, str] = {}
-    for entry in entries:
-        try:
-            with open(os.path.join(network_dir, entry), encoding="utf-8") as file:
-                config = json.load(file)
-        except (OSError, ValueError):
-            continue
-        if isinstance(config, dict):
-            gateways.update(_gateways_of(config, entry[: -len(".json")]))
+    for name, config in configs or ():
+        if config is not None:
+            gateways.update(_gateways_of(config, name))
     return gateways
 
 
-def _gateways_of(config: Mapping[str, object], fallback_name: str) -> dict[GatewayKey, str]:
-    name = config.get("name")
-    name = name if isinstance(name, str) and name else fallback_name
+def _gateways_of(config: Mapping[str, object], name: str) -> dict[GatewayKey, str]:
     subnets = config.get("subnets")
     found: dict[GatewayKey, str] = {}
     for item in subnets if isinstance(subnets, Sequence) else ():

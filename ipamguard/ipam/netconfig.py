@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 # podman's default network lives in memory unless changed; it has no file.
 DEFAULT_NETWORK = "podman"
@@ -20,20 +21,30 @@ def podman_network_names(
     A config that cannot be parsed still counts, under its file name, so that a
     damaged config never makes its network look orphaned.
     """
+    configs = network_configs(network_dir)
+    if configs is None:
+        return None
+    return {DEFAULT_NETWORK, default_network} | {name for name, _ in configs}
+
+
+def network_configs(network_dir: str) -> list[tuple[str, dict[str, Any] | None]] | None:
+    """(name, parsed config) of every ``NAME.json`` in ``network_dir``, by file name;
+    None if the directory is missing or cannot be read. The name is the config's own,
+    else the file's; the config is None where the file cannot be read or parsed as a
+    JSON object."""
     try:
-        entries = os.listdir(network_dir)
+        entries = sorted(e for e in os.listdir(network_dir) if e.endswith(".json"))
     except OSError:
         return None
-    names = {DEFAULT_NETWORK, default_network}
+    configs: list[tuple[str, dict[str, Any] | None]] = []
     for entry in entries:
-        if not entry.endswith(".json"):
-            continue
-        path = os.path.join(network_dir, entry)
         try:
-            with open(path, encoding="utf-8") as config_file:
+            with open(os.path.join(network_dir, entry), encoding="utf-8") as config_file:
                 config = json.load(config_file)
-            name = config.get("name") if isinstance(config, dict) else None
         except (OSError, ValueError):
-            name = None
-        names.add(name if isinstance(name, str) and name else entry[: -len(".json")])
-    return names
+            config = None
+        if not isinstance(config, dict):
+            config = None
+        name = config.get("name") if config is not None else None
+        configs.append((name if isinstance(name, str) and name else entry[: -len(".json")], config))
+    return configs
