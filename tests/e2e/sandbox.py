@@ -1030,6 +1030,27 @@ class Sandbox:
 
         return podman.PodmanClient(base_url=self.api_url, **kw)
 
+    def podman_service_status(self) -> str:
+        """One line on the rootful API service: running or not, its socket, its log's end."""
+        daemon = self._daemons.get("podman")
+        if daemon is None:
+            state = "not started"
+        elif daemon.proc.poll() is None:
+            state = "running"
+        else:
+            state = f"exited (rc={daemon.proc.returncode})"
+        sock = "present" if self.host_path(PODMAN_SOCKET).exists() else "gone"
+        log = self.daemon_log("podman")[-2000:]
+        return f"podman service {state}, socket {sock}; log: {log!r}"
+
+    def restart_podman_service_if_gone(self) -> None:
+        """Start the rootful API service again if it exited or its socket is gone."""
+        daemon = self._daemons.get("podman")
+        if daemon and daemon.proc.poll() is None and self.host_path(PODMAN_SOCKET).exists():
+            return
+        self.stop_podman_service()
+        self.start_podman_service()
+
     def stop_podman_service(self, *, user: bool = False) -> None:
         self._stop_daemon("podman-user" if user else "podman")
         with contextlib.suppress(FileNotFoundError):
