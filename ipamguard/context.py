@@ -74,14 +74,19 @@ class Context:
         return [PodmanApiSource(self.paths.socket_url, self.podman_timeout)]
 
     def local_sources(self) -> list[LivenessSource]:
-        """Sources that take no podman lock: safe to ask while holding the network lock."""
+        """Sources that take no podman lock: safe to ask while holding the network lock.
+
+        In this order: a podman of another root exits only after its container's conmon
+        and runtime state exist, so if the in-flight guard no longer sees it, the later
+        looks see those (tests/liveness/test_source_order.py: the other way round, a
+        start that moves on between the looks is seen by none)."""
         if self.local is not None:
             return list(self.local)
         default = DefaultRoot(self.paths.graphroot, self.paths.runroot)
         return [
-            RuntimeStateSource(self.paths.runtime_dirs, self.proc),
-            ConmonSource(self.proc),
             InFlightSource(self.proc, uid=self.paths.uid, default=default),
+            ConmonSource(self.proc),
+            RuntimeStateSource(self.paths.runtime_dirs, self.proc),
         ]
 
     def sources(self) -> list[LivenessSource]:

@@ -125,14 +125,14 @@ def test_source_unavailable_is_an_ipamguard_error() -> None:
 def test_the_context_builds_every_source() -> None:
     ctx = build_context(False, Overrides(socket_url="unix:///tmp/x.sock"), podman_timeout=2.0)
     sources: list[LivenessSource] = ctx.sources()
-    api, runtime, conmon, inflight = sources
+    api, inflight, conmon, runtime = sources  # the order: tests/liveness/test_source_order.py
     assert isinstance(api, PodmanApiSource)
     assert (api.url, api.timeout) == ("unix:///tmp/x.sock", 2.0)
     assert isinstance(runtime, RuntimeStateSource)
     assert runtime.dirs == ("/run/runc", "/run/crun", "/run/youki")
     assert isinstance(conmon, ConmonSource)
     assert isinstance(inflight, InFlightSource)
-    assert [s.name for s in sources] == ["podman-api", "runtime-state", "conmon", "in-flight"]
+    assert [s.name for s in sources] == ["podman-api", "in-flight", "conmon", "runtime-state"]
 
 
 def test_the_cli_asks_the_podman_command_without_a_socket() -> None:

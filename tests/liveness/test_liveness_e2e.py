@@ -20,7 +20,7 @@ from sandbox import IMAGE, PODMAN_SOCKET, REPO_ROOT, Sandbox
 pytestmark = pytest.mark.e2e
 
 API_URL = f"unix://{PODMAN_SOCKET}"
-ALL_SOURCES = ["podman-api: running", "runc: running", "conmon: running"]
+ALL_SOURCES = ["podman-api: running", "conmon: running", "runc: running"]
 
 PROBE = """
 import json
@@ -113,7 +113,7 @@ def test_a_container_of_another_storage_root_is_known(sandbox: Sandbox) -> None:
     assert snap["containers"][cid] == {
         "name": "far",  # from conmon's -n
         "running": True,
-        "evidence": ["runc: running", "conmon: running"],
+        "evidence": ["conmon: running", "runc: running"],
     }
     assert evidence(snap, mine) == ALL_SOURCES
 
@@ -131,7 +131,7 @@ def test_without_the_api_the_snapshot_is_incomplete(sandbox: Sandbox) -> None:
         f"podman API at {API_URL}: no socket there "
         "(is podman.socket or `podman system service` up?)"
     ]
-    assert snap["containers"][cid]["evidence"] == ["runc: running", "conmon: running"]
+    assert snap["containers"][cid]["evidence"] == ["conmon: running", "runc: running"]
 
     sandbox.start_podman_service()
     assert probe(sandbox)["complete"]
