@@ -42,13 +42,26 @@ def body(wanted):
     return json.dumps([{"Id": i, "State": "running", "Names": [i[:12]]} for i in chosen]).encode()
 server = socket.socket(socket.AF_UNIX); server.bind(path); server.listen(8)
 print("ready", flush=True)
-while True:
-    conn, _ = server.accept()
-    with conn:
-        data = b""
-        while b"\\r\\n\\r\\n" not in data:
-            data += conn.recv(65536)
-        target = data.split(b"\\r\\n")[0].split(b" ")[1].decode()
+streams = []  # event streams (bench_process.py's daemon): open, silent
+def serve(conn):
+    # answer conn's requests; True if it stays open (an event stream)
+    global known
+    buf = b""
+    while True:
+        while b"\\r\\n\\r\\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        head, _, buf = buf.partition(b"\\r\\n\\r\\n")
+        target = head.split(b"\\r\\n")[0].split(b" ")[1].decode()
+        if target.endswith("/_ping"):  # the daemon's, before its event stream (keep-alive)
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nOK")
+            continue
+        if "/events" in target:
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\n"
+                         b"Transfer-Encoding: chunked\\r\\n\\r\\n")
+            return True
         if "/containers/json" in target:
             ids[:] = [l.strip() for l in open(sys.argv[3])]
             known = set(ids)
@@ -59,6 +72,13 @@ while True:
                          b"Content-Length: %d\\r\\n\\r\\n" % len(payload) + payload)
         else:
             conn.sendall(b"HTTP/1.1 404 Not Found\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+        return False
+while True:
+    conn, _ = server.accept()
+    if serve(conn):
+        streams.append(conn)
+    else:
+        conn.close()
 """
 
 
