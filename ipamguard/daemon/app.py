@@ -38,12 +38,14 @@ def run_daemon(
     """
     from ipamguard.context import resolve_config
     from ipamguard.daemon.cycle import ReconcileCycle
+    from ipamguard.daemon.memory import one_heap
     from ipamguard.daemon.sdnotify import Notifier, watchdog_interval
     from ipamguard.logs import configure_logging
 
     def load() -> Config:
         return resolve_config(load_config(config_path, user), user)
 
+    one_heap()  # before any thread starts (ipamguard.daemon.memory)
     config = load()
     configure_logging(config.log, log_format)
 
