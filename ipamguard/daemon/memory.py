@@ -12,7 +12,8 @@ glibc also gives threads heaps ("arenas") of their own, each keeping its own fre
 memory: the reconcile runs in a worker thread, so its transient objects fragmented a
 second heap (65,000 allocations: 165 MiB resident with the default arenas, 139 MiB
 with one; bench/bench_process.py). The daemon has a few threads that seldom allocate
-at once: one heap costs it nothing measurable (CPU per change within the noise).
+at once: one heap costs it a few ms per change at most (65,000 allocations, two
+alternating rounds: 43-45 ms with one heap, 39-44 ms without; goal 50 ms).
 """
 
 from __future__ import annotations
