@@ -89,6 +89,25 @@ def test_restore_a_record_puts_back_exactly_what_was_removed(
     )
 
 
+def test_a_record_already_in_place_writes_nothing(oracle: Oracle, tmp_path: Path) -> None:
+    """Restoring a record twice: the second finds every key as it was and writes
+    nothing (no commit, no safety backup), instead of an empty write."""
+    db = tmp_path / "ipam.db"
+    oracle.ipam_gen(db, NET, SUBNET, 4)
+    ctx = context(tmp_path, db, Scripted([[running(0), running(1)]]))
+    record = heal(ctx, {"leaked"}, Prober()).backup  # type: ignore[attr-defined]
+    store = ctx.stores()[0]
+    first = restore(ctx, store, record, force=False, dry_run=False, confirm=None, prober=None)
+    assert first.written and first.added
+    digest, kept = sha(db), backups.list_backups(ctx.paths.backup_dir)
+    again = restore(ctx, store, record, force=False, dry_run=False, confirm=None, prober=None)
+    assert not again.written and again.added == [] and again.safety_backup is None
+    assert any("in place already" in note for note in again.notes), again.notes
+    assert sha(db) == digest
+    assert backups.list_backups(ctx.paths.backup_dir) == kept
+    assert oracle.check(db) == []
+
+
 def test_restore_of_a_record_refuses_addresses_taken_since(oracle: Oracle, tmp_path: Path) -> None:
     db = tmp_path / "ipam.db"
     oracle.ipam_gen(db, NET, SUBNET, 3)
@@ -116,7 +135,7 @@ def test_a_backup_of_another_file_is_refused_unless_told(oracle: Oracle, tmp_pat
     oracle.ipam_gen(db, NET, SUBNET, 3)
     other = tmp_path / "other" / "ipam.db"
     other.parent.mkdir()
-    oracle.ipam_gen(other, NET, SUBNET, 3)
+    oracle.ipam_gen(other, NET, SUBNET, 2)  # without what the record holds: a write follows
     ctx = context(tmp_path, db, Scripted([[running(0), running(1)]]))
     record = heal(ctx, {"leaked"}, Prober()).backup  # type: ignore[attr-defined]
     copy = json.loads(Path(record).read_text())["full_copy"]

@@ -71,6 +71,11 @@ class WriteTx(Protocol):
         holds it now, one line each."""
         ...
 
+    def record_in_place(self, record: Mapping[str, Any]) -> bool:
+        """True if everything a release record removed is there as it was (putting it
+        back would change nothing)."""
+        ...
+
     def put_back(self, record: Mapping[str, Any]) -> int:
         """Re-insert what a release record removed; how many entries were put back."""
         ...

@@ -278,6 +278,14 @@ class CniWriteTx:
                 conflicts.append(f"{entry.network}/{entry.name} is {holder} now")
         return conflicts
 
+    def record_in_place(self, record: Mapping[str, Any]) -> bool:
+        """Every file of a record there, with the content it had."""
+        for entry in record_files(record):
+            stamp = self._file(entry.network, entry.name)
+            if stamp is None or stamp.content != entry.content:
+                return False
+        return True
+
     def put_back(self, record: Mapping[str, Any]) -> int:
         """Create every file of a record that is not there as it was; the number put."""
         count = 0

@@ -177,6 +177,14 @@ class NetavarkWriteTx:
                 conflicts.append(f"{where} {_shown_key(key)} is held by {printable(now)} now")
         return conflicts
 
+    def record_in_place(self, record: Mapping[str, Any]) -> bool:
+        """Every bucket and key of a record there, with the value it had."""
+        for path, key, value in _record_keys(record, buckets_too=True):
+            bucket = self._bucket(path)
+            if bucket is None or (key is not None and bucket.get(key) != value):
+                return False
+        return True
+
     def put_back(self, record: Mapping[str, Any]) -> int:
         """Re-insert every key of a record (buckets created as needed); the number put."""
         count = 0

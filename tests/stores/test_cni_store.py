@@ -268,6 +268,19 @@ def test_a_release_record_restores_exactly_what_went(tree: Tree) -> None:
     assert os.stat(tree.data / NET / LEAK).st_mode & 0o777 == mode
 
 
+def test_a_record_already_in_place_writes_nothing(tree: Tree) -> None:
+    store = tree.store()
+    record_path = fenced_release(tree, store, leak_plan())
+    kw = {"force": False, "dry_run": False, "confirm": None, "other_file": False}
+    first = restore_record(store, record_path, ctx=context(tree), **kw)  # type: ignore[arg-type]
+    assert first.written
+    before = tree.snapshot()
+    again = restore_record(store, record_path, ctx=context(tree), **kw)  # type: ignore[arg-type]
+    assert not again.written and again.added == [] and again.safety_backup is None
+    assert any("in place already" in note for note in again.notes), again.notes
+    assert tree.snapshot() == before
+
+
 def test_restore_refuses_an_address_taken_since_unless_forced(tree: Tree) -> None:
     store = tree.store()
     record_path = fenced_release(tree, store, leak_plan())
