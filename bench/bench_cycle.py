@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,33 +83,69 @@ while True:
 """
 
 
+def status_kb(pid: int | str, field: str) -> int:
+    """A ``kB`` field of /proc/PID/status (VmRSS, VmHWM); ``pid`` "self" for this one."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return status_kb("self", "VmRSS") / 1024
 
 
-def bench(count: int, changes: int, oracle: Path, work: Path) -> dict[str, object]:
-    db = work / f"ipam-{count}.db"
-    subprocess.run(
-        [str(oracle), "ipam-gen", str(db), "--network", "podman1", "--subnet", "10.89.0.0/16",
-         "--count", str(count), "--ids-per-tx", "100"], check=True,
-    )  # fmt: skip
-    ids_file = work / f"ids-{count}"
-    ids_file.write_text("\n".join(container_id(i) for i in range(count)) + "\n")
-    sock = work / f"api-{count}.sock"
-    api = subprocess.Popen([sys.executable, "-c", API, str(sock), str(count), str(ids_file)],
+@dataclass
+class Files:
+    """An ipam.db of allocations as netavark writes them (Go's bbolt), the stand-in API
+    listing their containers as running, and a daemon configuration (repair on) for both."""
+
+    oracle: Path
+    db: Path
+    ids: Path
+    api: subprocess.Popen[str]
+    config: str  # TOML
+
+    def add_one(self, index: int) -> None:
+        """One allocation more, for container ``index``, as ``podman run`` makes it."""
+        with self.ids.open("a") as f:
+            f.write(container_id(index) + "\n")
+        gen = [*_ipam_gen(self.oracle, self.db), "--count", "1", "--first-index", str(index)]
+        subprocess.run(gen, check=True)
+
+    def close(self) -> None:
+        self.api.kill()
+        self.api.wait()
+
+
+def _ipam_gen(oracle: Path, db: Path) -> list[str]:
+    """The oracle's command that adds allocations to ``db`` (one /16 network)."""
+    return [str(oracle), "ipam-gen", str(db), "--network", "podman1", "--subnet", "10.89.0.0/16"]
+
+
+def prepare(count: int, oracle: Path, work: Path) -> Files:
+    db = work / "ipam.db"
+    gen = [*_ipam_gen(oracle, db), "--count", str(count), "--ids-per-tx", "100"]
+    subprocess.run(gen, check=True)
+    ids = work / "ids"
+    ids.write_text("\n".join(container_id(i) for i in range(count)) + "\n")
+    sock = work / "api.sock"
+    api = subprocess.Popen([sys.executable, "-c", API, str(sock), str(count), str(ids)],
                            stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert api.stdout is not None and api.stdout.readline().strip() == "ready"
     networks = work / "networks"
     networks.mkdir(exist_ok=True)
     (networks / "podman1.json").write_text(json.dumps({"name": "podman1", "driver": "bridge"}))
-    config = parse_config(
+    config = (
         f'[repair]\nenabled = true\n[paths]\ndb = "{db}"\nnetwork_dir = "{networks}"\n'
         f'backup_dir = "{work / "backups"}"\n[podman]\nurl = "unix://{sock}"\n'
     )
+    return Files(oracle, db, ids, api, config)
+
+
+def bench(count: int, changes: int, oracle: Path, work: Path) -> dict[str, object]:
+    files = prepare(count, oracle, work)
+    config = parse_config(files.config)
     cycle = ReconcileCycle()
     try:
         started = time.process_time()
@@ -117,23 +154,16 @@ def bench(count: int, changes: int, oracle: Path, work: Path) -> dict[str, objec
         assert first.open_findings == 0, first
         per_change = []
         for n in range(changes):
-            index = count + n
-            with ids_file.open("a") as f:
-                f.write(container_id(index) + "\n")
-            subprocess.run(
-                [str(oracle), "ipam-gen", str(db), "--network", "podman1", "--subnet",
-                 "10.89.0.0/16", "--count", "1", "--first-index", str(index)], check=True,
-            )  # fmt: skip
+            files.add_one(count + n)
             started = time.process_time()
             result = cycle.run("db-changed: IN_MODIFY ipam.db", config, frozenset())
             per_change.append(time.process_time() - started)
             assert result.open_findings == 0, result
     finally:
-        api.kill()
-        api.wait()
+        files.close()
     return {
         "allocations": count,
-        "file_mib": round(db.stat().st_size / 2**20, 1),
+        "file_mib": round(files.db.stat().st_size / 2**20, 1),
         "cold_cycle_cpu_s": round(cold, 4),
         "change_cycle_cpu_ms": {
             "median": round(statistics.median(per_change) * 1000, 1),

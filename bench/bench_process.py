@@ -33,9 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "bench"), str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
-from bench_cycle import API  # noqa: E402
+from bench_cycle import prepare, status_kb  # noqa: E402
 from notify import Notify  # noqa: E402
-from oracle_tool import build_oracle, container_id  # noqa: E402
+from oracle_tool import build_oracle  # noqa: E402
 
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else None
 QUIET = 0.5  # seconds without CPU time of the daemon that end a change's measure
@@ -50,13 +50,6 @@ def cpu_ns(pid: int) -> int:
         except (FileNotFoundError, ProcessLookupError):
             continue  # a thread that ended: its time is lost, a few µs
     return total
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def cycles(state: Path) -> int:
@@ -86,23 +79,9 @@ def settle(pid: int, state: Path, before: int, notify: Notify, timeout: float = 
 
 
 def bench(count: int, changes: int, oracle: Path, work: Path) -> dict[str, object]:
-    db = work / "ipam.db"
-    gen = [str(oracle), "ipam-gen", str(db), "--network", "podman1", "--subnet", "10.89.0.0/16"]
-    subprocess.run([*gen, "--count", str(count), "--ids-per-tx", "100"], check=True)
-    ids_file = work / "ids"
-    ids_file.write_text("\n".join(container_id(i) for i in range(count)) + "\n")
-    sock = work / "api.sock"
-    api = subprocess.Popen([sys.executable, "-c", API, str(sock), str(count), str(ids_file)],
-                           stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert api.stdout is not None and api.stdout.readline().strip() == "ready"
-    (work / "networks").mkdir()
-    (work / "networks" / "podman1.json").write_text('{"name": "podman1", "driver": "bridge"}')
+    files = prepare(count, oracle, work)
     config = work / "ipamguard.toml"
-    config.write_text(
-        f'[repair]\nenabled = true\n[paths]\ndb = "{db}"\nnetwork_dir = "{work / "networks"}"\n'
-        f'backup_dir = "{work / "backups"}"\n[podman]\nurl = "unix://{sock}"\n'
-        '[log]\nformat = "json"\n'
-    )
+    config.write_text(files.config + '[log]\nformat = "json"\n')
     state = work / "run" / "state.json"
     notify = Notify(work)
     env = {
@@ -124,11 +103,8 @@ def bench(count: int, changes: int, oracle: Path, work: Path) -> dict[str, objec
         cold_ns = cpu_ns(daemon.pid)
         per_change = []
         for n in range(changes):
-            index = count + n
-            with ids_file.open("a") as f:
-                f.write(container_id(index) + "\n")
             seen, before = cycles(state), cpu_ns(daemon.pid)
-            subprocess.run([*gen, "--count", "1", "--first-index", str(index)], check=True)
+            files.add_one(count + n)
             settle(daemon.pid, state, seen, notify)
             per_change.append((cpu_ns(daemon.pid) - before) / 1e6)
         rss, hwm = status_kb(daemon.pid, "VmRSS"), status_kb(daemon.pid, "VmHWM")
@@ -138,12 +114,11 @@ def bench(count: int, changes: int, oracle: Path, work: Path) -> dict[str, objec
     finally:
         daemon.terminate()
         daemon.wait(30)
-        api.kill()
-        api.wait()
+        files.close()
         notify.close()
     return {
         "allocations": count,
-        "file_mib": round(db.stat().st_size / 2**20, 1),
+        "file_mib": round(files.db.stat().st_size / 2**20, 1),
         "start_cpu_s": round(cold_ns / 1e9, 3),
         "change_cpu_ms": {
             "median": round(statistics.median(per_change), 1),
