@@ -166,12 +166,10 @@ def restore_record(
         found = [f"{line} (taken since the release)" for line in wtx.record_conflicts(record)]
         return found + (misplaced(plan.added, liveness) if liveness is not None else [])
 
-    in_place: list[str] = []
-
     def decide(wtx: WriteTx, local: LivenessSnapshot) -> Decision[RestorePlan]:
         if wtx.record_in_place(record):  # restored already, or never released: no write
             plan.added, plan.conflicts = [], []
-            in_place.append("everything the record holds is in place already: nothing written")
+            plan.notes.append("everything the record holds is in place already: nothing written")
             return Decision()
         plan.conflicts = conflicts_of(wtx)
         if dry_run:  # shows the conflicts, refuses nothing, writes nothing
@@ -189,7 +187,7 @@ def restore_record(
         confirm(plan)
     result = write_fenced(ctx, store, snapshot.fence, decide, None)
     plan.written, plan.safety_backup = result.written, result.backup
-    plan.notes = result.notes + in_place
+    plan.notes = result.notes + plan.notes
     return plan
 
 
