@@ -79,6 +79,15 @@ class Snapshot:
     def page(self, pgid: int) -> Page:
         """The decoded page ``pgid`` (a reachable branch or leaf page)."""
         page = self.pages.get(pgid)
+        if page is None:
+            page = self.pages[pgid] = self.decode_leaf(pgid)
+        return page
+
+    def decode_leaf(self, pgid: int) -> Page:
+        """The checked leaf ``pgid`` decoded, not kept: a reader that takes what it needs
+        from it (the IPAM model) leaves no copy of its keys and values behind, whose holes
+        would scatter the heap between the objects it keeps."""
+        page = self.pages.get(pgid)
         if page is not None:
             return page
         leaf = self.leaves.get(pgid)
@@ -91,7 +100,6 @@ class Snapshot:
         page.flags = leaf.flags.tolist()
         value_end = map(add, key_end, leaf.value_sizes)
         page.values = list(map(data.__getitem__, map(slice, key_end, value_end)))
-        self.pages[pgid] = page
         return page
 
 

@@ -221,7 +221,7 @@ class PageCache:
         if cached is None or cached[0] is not leaf:
             if cached is not None:
                 self._old += cached[1][0]
-            page = bucket.page_node(pgid)
+            page = bucket.tx.snapshot.decode_leaf(pgid)  # parsed, then let go
             cached = (leaf, parse(page.keys, page.values, page.flags))
             self._new += cached[1][0]
             self.parsed += 1
