@@ -4,7 +4,7 @@
 #     packaging/build-deb.sh [OUTPUT-DIR]     (default: dist/)
 #
 # Needs: apt-get install debhelper dh-python pybuild-plugin-pyproject python3-all
-#   python3-setuptools python3-dbus-next python3-structlog python3-pyinotify help2man
+#   python3-setuptools python3-dbus-next python3-structlog python3-pyinotify python3-xxhash help2man
 #   lintian (and dpkg-dev, fakeroot: there with debhelper)
 # packaging/debian/ becomes debian/ of a staging copy of the source (the clone
 # itself stays clean); dpkg-buildpackage -us -uc -b builds there. The .deb and

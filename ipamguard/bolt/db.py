@@ -22,17 +22,17 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from ipamguard import locks
-from ipamguard.bolt.check import Snapshot, load_snapshot
+from ipamguard.bolt.check import Snapshot, Validated, load_snapshot
 from ipamguard.bolt.page import Meta, encode_freelist, encode_page
 from ipamguard.bolt.tx import CommitPlan, Tx
 from ipamguard.errors import BoltError, DatabaseChanged, DatabaseNotFound, InvalidDatabase
 
 T = TypeVar("T")
 
-# The latest validated snapshot of each file (device, inode) this process read, oldest
-# first: the next validation of the same file redoes the per-page work only for the
-# pages that changed (a podman commit rewrites a handful) and none if nothing did.
-_VALIDATED: dict[tuple[int, int], Snapshot] = {}
+# What the latest validation of each file (device, inode) this process read found,
+# oldest first: the next validation of the same file redoes the per-page work only for
+# the pages that changed (a podman commit rewrites a handful) and none if nothing did.
+_VALIDATED: dict[tuple[int, int], Validated] = {}
 VALIDATED_KEPT = 4
 
 
@@ -106,14 +106,11 @@ class DB:
             raise BoltError(f"{self.path}: {error.strerror}") from None
         key = (info.st_dev, info.st_ino)
         previous = _VALIDATED.pop(key, None)
-        if previous is not None and previous.data == data:
-            snapshot = previous
-        else:
-            try:
-                snapshot = load_snapshot(data, previous)
-            except InvalidDatabase as error:
-                raise InvalidDatabase(f"{self.path}: {error}") from None
-        _VALIDATED[key] = snapshot  # the newest last
+        try:
+            snapshot = load_snapshot(data, previous)
+        except InvalidDatabase as error:
+            raise InvalidDatabase(f"{self.path}: {error}") from None
+        _VALIDATED[key] = snapshot.kept()  # the newest last; not the file's bytes
         while len(_VALIDATED) > VALIDATED_KEPT:
             del _VALIDATED[next(iter(_VALIDATED))]
         return snapshot

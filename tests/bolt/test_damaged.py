@@ -838,7 +838,7 @@ def test_incremental_validation_reuses_unchanged_pages(oracle: Oracle, tmp_path:
     """A podman-like commit (one allocation) rewrites a handful of pages: the others'
     checks are reused, and the result is the same as a full validation."""
     from ipamguard.bolt.check import _Checker, load_snapshot, select_meta
-    from ipamguard.bolt.reuse import changed_pages
+    from ipamguard.bolt.reuse import changed_pages, page_digests
 
     path = tmp_path / "ipam.db"
     oracle.ipam_gen(path, "podman1", "10.89.0.0/16", 5000, ids_per_tx=500)
@@ -846,7 +846,8 @@ def test_incremental_validation_reuses_unchanged_pages(oracle: Oracle, tmp_path:
     oracle.ipam_gen(path, "podman1", "10.89.0.0/16", 1, first_index=9000)
     after = path.read_bytes()
     previous = load_snapshot(before)
-    changed = changed_pages(before, after, previous.meta.page_size)
+    size = previous.meta.page_size
+    changed = changed_pages(page_digests(before, size), page_digests(after, size))
     assert 0 < len(changed) < 20, changed
     from ipamguard.bolt.reuse import Reuse
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import gc
 import weakref
+from pathlib import Path
 
 import pytest
 import rawbolt as rb
 from oracle_tool import Oracle, require_engine
+from test_damaged import dump_tx
 
+from ipamguard.bolt import DB
+from ipamguard.bolt import db as db_module
 from ipamguard.bolt.check import _Checker, load_snapshot, select_meta
-from ipamguard.bolt.reuse import Reuse, changed_pages
+from ipamguard.bolt.reuse import Reuse, changed_pages, page_digests
 from ipamguard.bolt.tx import Tx
 from ipamguard.errors import InvalidDatabase
 
@@ -39,7 +43,8 @@ def versions(oracle: Oracle, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 def incremental(data: bytes, previous_data: bytes) -> _Checker:
     previous = load_snapshot(previous_data)
-    changed = changed_pages(previous_data, data, previous.meta.page_size)
+    size = previous.meta.page_size
+    changed = changed_pages(page_digests(previous_data, size), page_digests(data, size))
     checker = _Checker(data, select_meta(data), Reuse.of(previous, changed))
     checker.run()
     return checker
@@ -92,7 +97,8 @@ def test_damage_below_unchanged_parents_is_refused(
     """The damaged leaf's parents are byte for byte as validated: its subtree is walked
     again all the same, and the verdict and words are the full validation's."""
     before, after = versions
-    changed = changed_pages(before, after, select_meta(after).page_size)
+    size = select_meta(after).page_size
+    changed = changed_pages(page_digests(before, size), page_digests(after, size))
     damaged, pgid = _swap_two_keys_of_a_far_leaf(after, changed)
     with pytest.raises(InvalidDatabase) as full:
         load_snapshot(damaged)
@@ -102,7 +108,9 @@ def test_damage_below_unchanged_parents_is_refused(
         load_snapshot(damaged, previous)
     assert str(reused.value) == str(full.value)
     with pytest.raises(InvalidDatabase):  # and without the fallback to a full validation
-        checker = _Checker(damaged, select_meta(damaged), Reuse.between(previous, damaged))
+        checker = _Checker(
+            damaged, select_meta(damaged), Reuse.between(previous, page_digests(damaged, size))
+        )
         checker.run()
 
 
@@ -144,3 +152,38 @@ def test_incremental_snapshot_reads_like_a_full_one(versions: tuple[bytes, bytes
         assert bucket is not None
         reads.append([(k, v) for k, v in bucket.bucket(SUBNET[1]).items()])  # type: ignore[union-attr]
     assert reads[0] == reads[1] and len(reads[0]) > 5000
+
+
+def test_between_reads_only_digests_are_kept(versions: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """The file's bytes live as long as the read's tx; what the next read of the file
+    takes over keeps each page's digest instead (16 bytes a page), and still finds the
+    page that changed."""
+    before, after = versions
+    path = tmp_path / "ipam.db"
+    path.write_bytes(before)
+    gc.collect()
+    gc.disable()
+    try:
+        with DB.open(path) as handle, handle.view() as tx:
+            gone = weakref.ref(tx.snapshot)
+        del tx
+        assert gone() is None  # the snapshot, and the 2.6 MB it holds, let go
+    finally:
+        gc.enable()
+    info = path.stat()
+    kept = db_module._VALIDATED[(info.st_dev, info.st_ino)]
+    assert not hasattr(kept, "data")
+    assert len(kept.page_digests()) == 16 * (len(before) // kept.meta.page_size)
+    path.write_bytes(after)  # in place, as bbolt writes: the same inode
+    with DB.open(path) as handle, handle.view() as tx:
+        assert tx.snapshot.data == after
+        assert dump_tx(tx) == dump_tx(Tx(load_snapshot(after), writable=False))
+    size = kept.meta.page_size
+    changed = changed_pages(kept.page_digests(), page_digests(after, size))
+    common, pages = min(len(before), len(after)) // size, max(len(before), len(after)) // size
+    differ = {
+        p
+        for p in range(common)
+        if before[p * size : (p + 1) * size] != after[p * size : (p + 1) * size]
+    }
+    assert differ and changed == differ | set(range(common, pages + 1))

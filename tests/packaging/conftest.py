@@ -36,6 +36,7 @@ def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "python3-dbus-next",
         "python3-structlog",
         "python3-pyinotify",
+        "python3-xxhash",
     )
     out = tmp_path_factory.mktemp("deb")
     run(["bash", REPO / "packaging" / "build-deb.sh", out], timeout=900)
