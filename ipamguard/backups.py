@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ipamguard.bolt.page import FileData
 from ipamguard.errors import IpamguardError
 
 _NAME = re.compile(r"^ipam\.db\.(\d{8}T\d{6}\.\d{6}Z)\.txid(\d+)\.bak$")
@@ -52,7 +53,7 @@ def _stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
-def _write_file(backup_dir: str, name: str, data: bytes) -> str:
+def _write_file(backup_dir: str, name: str, data: FileData) -> str:
     """Create ``name`` in ``backup_dir`` (0600, synced, the directory synced too)."""
     try:
         os.makedirs(backup_dir, mode=0o700, exist_ok=True)
@@ -78,7 +79,7 @@ def _write_file(backup_dir: str, name: str, data: bytes) -> str:
 
 
 def write_backup(
-    data: bytes, txid: int, backup_dir: str, keep: int, location: str | None = None
+    data: FileData, txid: int, backup_dir: str, keep: int, location: str | None = None
 ) -> str:
     """Write ``data`` (a whole ipam.db) as a new full copy; return its path.
 

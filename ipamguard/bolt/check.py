@@ -36,6 +36,7 @@ from ipamguard.bolt.page import (
     MIN_PAGE_SIZE,
     NO_FREELIST,
     PAGE_HEADER_SIZE,
+    FileData,
     Meta,
     Page,
     decode_bucket_header,
@@ -98,7 +99,7 @@ class Snapshot(Validated):
 
     def __init__(
         self,
-        data: bytes,
+        data: FileData,
         meta: Meta,
         info: dict[int, PageInfo],
         free: list[int],
@@ -119,7 +120,7 @@ class Snapshot(Validated):
         return kept
 
     @classmethod
-    def again(cls, earlier: Validated, data: bytes, digests: bytes) -> Snapshot:
+    def again(cls, earlier: Validated, data: FileData, digests: bytes) -> Snapshot:
         """``data``, whose pages are byte for byte those ``earlier`` validated."""
         snapshot = cls(data, earlier.meta, earlier.info, earlier.free, digests)
         earlier._share(snapshot)
@@ -165,7 +166,7 @@ class Leaf:
     value_sizes: array[int]  # each value follows its key
 
 
-def select_meta(data: bytes) -> Meta:
+def select_meta(data: FileData) -> Meta:
     """The meta in use, picked as bbolt's Open and db.meta() pick it.
 
     The page size is meta page 0's if it validates (magic, version, checksum); if it does
@@ -226,7 +227,7 @@ def _page_sizes() -> list[int]:
     return sizes
 
 
-def load_snapshot(data: bytes, previous: Validated | None = None) -> Snapshot:
+def load_snapshot(data: FileData, previous: Validated | None = None) -> Snapshot:
     """Validate ``data`` in full; ``previous``: a validation of the same file, earlier,
     whose results are reused for every page whose bytes and place in the tree are
     unchanged (the checks of a page are a function of exactly those), and for every
@@ -255,7 +256,7 @@ def load_snapshot(data: bytes, previous: Validated | None = None) -> Snapshot:
 
 
 class _Checker:
-    def __init__(self, data: bytes, meta: Meta, reuse: Reuse | None = None) -> None:
+    def __init__(self, data: FileData, meta: Meta, reuse: Reuse | None = None) -> None:
         self.data = data
         self.meta = meta
         self.page_size = meta.page_size

@@ -7,6 +7,7 @@ damaged file is refused with a precise message, never an IndexError.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -30,6 +31,10 @@ MAX_KEY_SIZE = 32768
 MAX_VALUE_SIZE = (1 << 31) - 2
 MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 1 << 16
+
+# A whole file as read: bytes, or for a large one an anonymous mapping (db.py reads it
+# into memory that takes 2 MB pages); both slice to bytes and read as buffers
+FileData = bytes | mmap.mmap
 
 _HEADER = struct.Struct("<QHHI")
 _META = struct.Struct("<IIIIQQQQQQ")  # magic..txid, checksum
@@ -88,7 +93,7 @@ class Meta:
         return page + bytes(self.page_size - len(page))
 
 
-def decode_meta(buf: bytes, offset: int) -> Meta | str:
+def decode_meta(buf: FileData, offset: int) -> Meta | str:
     """The meta at page ``offset`` if it validates as bbolt's meta.validate() has it (magic,
     version, checksum), else a string saying why not. Its page size is not checked here:
     ``check.select_meta`` knows where the meta was found."""
@@ -114,7 +119,7 @@ class PageHeader:
     overflow: int
 
 
-def decode_header(buf: bytes, offset: int) -> PageHeader:
+def decode_header(buf: FileData, offset: int) -> PageHeader:
     if offset < 0 or offset + PAGE_HEADER_SIZE > len(buf):
         raise InvalidDatabase(f"page at offset {offset}: beyond the end of the file")
     return PageHeader(*_HEADER.unpack_from(buf, offset))
@@ -140,7 +145,7 @@ class Page:
         self.pgids: list[int] = []
 
 
-def decode_page(buf: bytes, offset: int, end: int, pgid: int) -> Page:
+def decode_page(buf: FileData, offset: int, end: int, pgid: int) -> Page:
     """Decode the branch/leaf page at ``offset``; its bytes end at ``end``.
 
     Checks the type, that every element, key and value lies inside the page,
@@ -237,7 +242,7 @@ def encode_bucket_header(root: int, sequence: int) -> bytes:
     return _BUCKET.pack(root, sequence)
 
 
-def decode_freelist(buf: bytes, offset: int, end: int, pgid: int) -> list[int]:
+def decode_freelist(buf: FileData, offset: int, end: int, pgid: int) -> list[int]:
     """The free page ids of a freelist page (including the 0xFFFF count form)."""
     header = decode_header(buf, offset)
     if header.flags != FREELIST_PAGE:

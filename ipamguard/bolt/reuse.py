@@ -24,14 +24,14 @@ from xxhash import xxh3_128_digest
 
 if TYPE_CHECKING:
     from ipamguard.bolt.check import Leaf, PageInfo, Validated
-    from ipamguard.bolt.page import Page
+    from ipamguard.bolt.page import FileData, Page
 
 
 CHUNK_PAGES = 32  # pages compared at once before looking closer
 DIGEST_SIZE = 16
 
 
-def page_digests(data: bytes, page_size: int) -> bytes:
+def page_digests(data: FileData, page_size: int) -> bytes:
     """The digest of each whole page of ``data``, in page order, as one string."""
     view = memoryview(data)
     ends = range(page_size, len(data) + 1, page_size)
