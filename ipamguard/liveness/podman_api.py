@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 from ipamguard.errors import SourceUnavailable
 from ipamguard.liveness.model import EXITED, ContainerInfo
-from ipamguard.liveness.podman_entries import container_entry, network_of
+from ipamguard.liveness.podman_entries import container_entry, json_array_items, network_of
 
 DEFAULT_URL = "unix:///run/podman/podman.sock"
 LIST_PATH = "/containers/json"
@@ -52,44 +52,62 @@ class PodmanApiSource:
     def observe(self, holders: Collection[str] = ()) -> list[ContainerInfo]:
         only = getattr(holders, "only", None)
         if only is None:
-            entries = self._list(LIST_PARAMS)
-        else:  # a focused look: these containers alone (the filter takes full IDs)
-            ids = sorted(only)
-            entries = []
-            for start in range(0, len(ids), FILTER_BATCH):
-                batch = {"id": ids[start : start + FILTER_BATCH]}
-                entries += self._list({**LIST_PARAMS, "filters": json.dumps(batch)})
-        seen = []
-        for entry in entries:
-            if not isinstance(entry, dict):
-                raise self._fail("unexpected answer: a container entry is not an object")
-            info = container_entry(entry, self.name)
-            if info is None:
-                raise self._fail("unexpected answer: a container entry without Id or State")
-            if info.state == EXITED and info.id in holders:
-                info = self._with_network(info)
-                if info is None:
-                    continue  # removed since it was listed: podman tore it down
-            seen.append(info)
+            return self._listed(LIST_PARAMS, holders)
+        seen = []  # a focused look: these containers alone (the filter takes full IDs)
+        ids = sorted(only)
+        for start in range(0, len(ids), FILTER_BATCH):
+            batch = {"id": ids[start : start + FILTER_BATCH]}
+            seen += self._listed({**LIST_PARAMS, "filters": json.dumps(batch)}, holders)
         return seen
 
-    def _list(self, params: Mapping[str, object]) -> list[Any]:
-        entries = self._get_retrying(f"{LIST_PATH}?{urlencode(params)}")
-        if not isinstance(entries, list):
-            raise self._fail(f"unexpected answer: a JSON {type(entries).__name__}, not a list")
-        return entries
+    def _listed(
+        self, params: Mapping[str, object], holders: Collection[str]
+    ) -> list[ContainerInfo]:
+        """The containers of one list answer, each entry decoded and let go in turn
+        (podman's entries are a few kB each: the whole list as objects would be the
+        daemon's largest peak, and its holes would stay in the heap)."""
+        body = self._get_retrying(f"{LIST_PATH}?{urlencode(params)}")
+        seen = []
+        try:
+            for entry in json_array_items(body.decode()):
+                seen.append(self._entry(entry, holders))
+        except (ValueError, UnicodeDecodeError):
+            try:
+                whole = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                raise self._fail("the answer is not JSON") from None
+            if not isinstance(whole, list):
+                kind = type(whole).__name__
+                raise self._fail(f"unexpected answer: a JSON {kind}, not a list") from None
+            raise self._fail("the answer is not JSON") from None
+        return [info for info in seen if info is not None]
+
+    def _entry(self, entry: Any, holders: Collection[str]) -> ContainerInfo | None:
+        """One list entry; None for an exited holder removed since it was listed."""
+        if not isinstance(entry, dict):
+            raise self._fail("unexpected answer: a container entry is not an object")
+        info = container_entry(entry, self.name)
+        if info is None:
+            raise self._fail("unexpected answer: a container entry without Id or State")
+        if info.state == EXITED and info.id in holders:
+            return self._with_network(info)  # None: podman tore it down meanwhile
+        return info
 
     def _with_network(self, info: ContainerInfo) -> ContainerInfo | None:
         try:
-            document = self._get_retrying(f"/containers/{quote(info.id, safe='')}/json")
+            body = self._get_retrying(f"/containers/{quote(info.id, safe='')}/json")
         except _Gone:
             return None
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise self._fail("the answer is not JSON") from None
         return network_of(info, document)
 
     def _fail(self, reason: str) -> SourceUnavailable:
         return SourceUnavailable(f"{FAILURE_PREFIX} {self.url}: {reason}")
 
-    def _get_retrying(self, path: str) -> Any:
+    def _get_retrying(self, path: str) -> bytes:
         for attempt in range(SERVER_ERROR_ATTEMPTS):
             try:
                 return self._get(path)
@@ -99,9 +117,9 @@ class PodmanApiSource:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _get(self, path: str) -> Any:
+    def _get(self, path: str) -> bytes:
+        """The body of a 200 answer to GET ``path``."""
         import http.client  # not at module level: CLI startup time
-        import json
 
         from ipamguard.podman_http import API_PREFIX, connection
 
@@ -124,10 +142,7 @@ class PodmanApiSource:
             raise failure(
                 f"{FAILURE_PREFIX} {self.url}: HTTP {response.status}: {error_detail(body)}"
             )
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise self._fail("the answer is not JSON") from None
+        return body
 
 
 def error_detail(body: bytes) -> str:

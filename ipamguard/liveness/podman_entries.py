@@ -10,9 +10,48 @@ has its network set up, and empty once it was torn down.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from ipamguard.liveness.model import NETWORK_SET_UP, NETWORK_TORN_DOWN, ContainerInfo
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+
+
+def _skip_space(text: str, at: int) -> int:
+    """The index of the first character at or after ``at`` that is not whitespace."""
+    match = _SPACE.match(text, at)
+    return at if match is None else match.end()  # the pattern matches anywhere
+
+
+def json_array_items(text: str) -> Iterator[Any]:
+    """The items of the JSON array ``text``, decoded one at a time: a list of 65,000
+    containers is never held as 65,000 dicts at once, only as what each gives. Raises
+    ValueError (json.JSONDecodeError) where ``text`` stops being a JSON array, after
+    the items before: a caller keeps nothing of a list that did not end well."""
+    at = _skip_space(text, 0)
+    if not text.startswith("[", at):
+        raise ValueError("not a JSON array")
+    at = _skip_space(text, at + 1)
+    if text.startswith("]", at):
+        at += 1
+    else:
+        while True:
+            item, at = _DECODER.raw_decode(text, at)
+            yield item
+            at = _skip_space(text, at)
+            if text.startswith(",", at):
+                at = _skip_space(text, at + 1)
+                continue
+            if not text.startswith("]", at):
+                raise json.JSONDecodeError("expected ',' or ']'", text, at)
+            at += 1
+            break
+    if _skip_space(text, at) != len(text):
+        raise json.JSONDecodeError("extra data", text, at)
 
 
 def container_entry(entry: Any, source: str) -> ContainerInfo | None:

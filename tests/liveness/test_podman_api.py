@@ -271,8 +271,19 @@ def test_an_http_error_with_a_huge_body(serve: Callable[[Handler], UnixServer]) 
     assert len(reason) < 250
 
 
-def test_an_answer_that_is_not_json(serve: Callable[[Handler], UnixServer]) -> None:
-    server = serve(answering("200 OK", b"<html>hello</html>"))
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>hello</html>",
+        # a list cut short after a whole entry (decoded one entry at a time): refused,
+        # never taken as a list of one
+        b'[{"Id": "' + A.encode() + b'", "State": "running"}, {"Id": "b',
+        b'[{"Id": "' + A.encode() + b'", "State": "running"}] trailing',
+        b'[{"Id": "' + A.encode() + b'", "State": "running"}',
+    ],
+)
+def test_an_answer_that_is_not_json(serve: Callable[[Handler], UnixServer], body: bytes) -> None:
+    server = serve(answering("200 OK", body))
     assert failure(server.url) == "the answer is not JSON"
 
 
