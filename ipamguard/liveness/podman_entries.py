@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from sys import intern
 from typing import Any
 
 from ipamguard.liveness.model import NETWORK_SET_UP, NETWORK_TORN_DOWN, ContainerInfo
@@ -66,7 +67,9 @@ def container_entry(entry: Any, source: str) -> ContainerInfo | None:
     connected = None
     if isinstance(networks, list) and all(isinstance(n, str) for n in networks):
         connected = tuple(networks)
-    return ContainerInfo(cid, state.lower(), source, name, networks=connected)
+    # interned: the ID is the one the store's model holds (an entry of a container that
+    # holds addresses adds no copy), and the few states are shared by every entry
+    return ContainerInfo(intern(cid), intern(state.lower()), source, name, networks=connected)
 
 
 def network_of(info: ContainerInfo, document: Any) -> ContainerInfo:
