@@ -6,8 +6,9 @@ with db.update() as tx:
 """
 
 from ipamguard.bolt.bucket import Bucket
-from ipamguard.bolt.check import Snapshot, load_snapshot
+from ipamguard.bolt.check import load_snapshot
 from ipamguard.bolt.db import DB, create
+from ipamguard.bolt.snapshot import Snapshot
 from ipamguard.bolt.tx import Tx
 
 __all__ = ["DB", "Bucket", "Snapshot", "Tx", "create", "load_snapshot"]

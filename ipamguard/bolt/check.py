@@ -20,9 +20,6 @@ order, it would add a second element and leave the old page reachable and freed.
 from __future__ import annotations
 
 import copy
-import sys
-from array import array
-from dataclasses import dataclass
 from itertools import islice
 from operator import add, lt
 
@@ -46,124 +43,13 @@ from ipamguard.bolt.page import (
     decode_page,
 )
 from ipamguard.bolt.reuse import Reuse, Walk, page_digests
+from ipamguard.bolt.snapshot import Leaf, PageInfo, Path, Snapshot, Validated, element_table
 from ipamguard.errors import InvalidDatabase
 
 _META, _FREELIST_PAGE, _FREE, _TREE = 1, 2, 3, 4
 _KINDS = {_META: "a meta page", _FREELIST_PAGE: "the freelist", _FREE: "free", _TREE: "in use"}
 MAX_DEPTH = 64
 MAX_NESTING = 256
-Path = tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PageInfo:
-    """Where a reachable page sits: its bucket and the key range its parent allows."""
-
-    bucket: Path
-    low: bytes | None
-    high: bytes | None
-
-
-class Validated:
-    """What a validation of a file found, without the file's bytes: what the next
-    validation of the same file takes over for the pages that did not change. Kept
-    between reads; the bytes are not (25 MB at 65,000 allocations), their pages'
-    digests are (reuse.page_digests: 100 kB)."""
-
-    def __init__(
-        self, meta: Meta, info: dict[int, PageInfo], free: list[int], digests: bytes | None
-    ) -> None:
-        self.meta = meta
-        self.info = info  # every reachable branch/leaf page (not inline ones)
-        self.free = free  # free page ids, sorted
-        self.digests = digests
-        self.heads: dict[int, int] = {}  # overflow page -> the page it continues
-        self.pages: dict[int, Page] = {}  # decoded pages (all branches; leaves when read)
-        self.leaves: dict[int, Leaf] = {}  # checked leaves, values not copied yet
-        self.walk = Walk()  # the tree pages in the order they were checked
-
-    def page_digests(self) -> bytes:
-        if self.digests is None:
-            raise AssertionError("a validation kept without its pages' digests")
-        return self.digests
-
-    def _share(self, other: Validated) -> None:
-        # pages: a copy, which leaves decoded later by readers of one do not enter
-        other.heads, other.pages, other.leaves, other.walk = (
-            self.heads, dict(self.pages), self.leaves, self.walk
-        )  # fmt: skip
-
-
-class Snapshot(Validated):
-    """A validated copy of the whole file, as of one committed meta."""
-
-    def __init__(
-        self,
-        data: FileData,
-        meta: Meta,
-        info: dict[int, PageInfo],
-        free: list[int],
-        digests: bytes | None = None,
-    ) -> None:
-        super().__init__(meta, info, free, digests)
-        self.data = data
-
-    def page_digests(self) -> bytes:
-        if self.digests is None:
-            self.digests = page_digests(self.data, self.meta.page_size)
-        return self.digests
-
-    def kept(self) -> Validated:
-        """What the next validation of the same file needs of this one."""
-        kept = Validated(self.meta, self.info, self.free, self.page_digests())
-        self._share(kept)
-        return kept
-
-    @classmethod
-    def again(cls, earlier: Validated, data: FileData, digests: bytes) -> Snapshot:
-        """``data``, whose pages are byte for byte those ``earlier`` validated."""
-        snapshot = cls(data, earlier.meta, earlier.info, earlier.free, digests)
-        earlier._share(snapshot)
-        return snapshot
-
-    def page(self, pgid: int) -> Page:
-        """The decoded page ``pgid`` (a reachable branch or leaf page)."""
-        page = self.pages.get(pgid)
-        if page is None:
-            page = self.pages[pgid] = self.decode_leaf(pgid)
-        return page
-
-    def decode_leaf(self, pgid: int) -> Page:
-        """The checked leaf ``pgid`` decoded, not kept: a reader that takes what it needs
-        from it (the IPAM model) leaves no copy of its keys and values behind, whose holes
-        would scatter the heap between the objects it keeps."""
-        page = self.pages.get(pgid)
-        if page is not None:
-            return page
-        leaf = self.leaves.get(pgid)
-        if leaf is None:
-            raise InvalidDatabase(f"page {pgid}: not a reachable branch or leaf page")
-        page = Page(pgid, True, leaf.overflow)
-        data = self.data
-        key_end = list(map(add, leaf.key_at, leaf.key_sizes))
-        page.keys = list(map(data.__getitem__, map(slice, leaf.key_at, key_end)))
-        page.flags = leaf.flags.tolist()
-        value_end = map(add, key_end, leaf.value_sizes)
-        page.values = list(map(data.__getitem__, map(slice, key_end, value_end)))
-        return page
-
-
-@dataclass(slots=True)
-class Leaf:
-    """A checked leaf page, as offsets into the file (its keys and values are sliced
-    from the data when the page is first read: a 65,000-allocation file would keep
-    another 15 MB of small objects otherwise)."""
-
-    overflow: int
-    key_at: array[int]  # file offset of each key
-    key_sizes: array[int]
-    flags: array[int]
-    value_sizes: array[int]  # each value follows its key
 
 
 def select_meta(data: FileData) -> Meta:
@@ -434,11 +320,14 @@ class _Checker:
         pages, a leaf's nested buckets: those are walked, and claimed, again)."""
         if isinstance(earlier, Leaf):
             self.leaves[pgid] = earlier
-            for i in (i for i, flag in enumerate(earlier.flags) if flag):
-                at, size = earlier.key_at[i], earlier.key_sizes[i]
-                key = self.data[at : at + size]
-                value = self.data[at + size : at + size + earlier.value_sizes[i]]
-                self.check_bucket_value(value, (*bucket, key), f"page {pgid}")
+            if earlier.buckets:
+                start = pgid * self.page_size + PAGE_HEADER_SIZE
+                _, key_at, key_sizes, value_sizes = element_table(self.data, start, earlier.count)
+                for i in earlier.buckets:
+                    at, size = key_at[i], key_sizes[i]
+                    key = self.data[at : at + size]
+                    value = self.data[at + size : at + size + value_sizes[i]]
+                    self.check_bucket_value(value, (*bucket, key), f"page {pgid}")
             return []
         # a copy: the same branch object stands for a subtree none of whose pages
         # changed (readers' caches rely on it); this one's children are walked again
@@ -468,12 +357,7 @@ class _Checker:
         elements_end = start + count * ELEMENT_SIZE
         if elements_end > end:
             raise InvalidDatabase(f"page {pgid}: {count} elements do not fit in the page")
-        table = array("I")
-        table.frombytes(self.data[start:elements_end])
-        if sys.byteorder == "big":
-            table.byteswap()
-        flags, key_sizes, value_sizes = table[0::4], table[2::4], table[3::4]
-        key_at = list(map(add, range(start, elements_end, ELEMENT_SIZE), table[1::4]))
+        flags, key_at, key_sizes, value_sizes = element_table(self.data, start, count)
         key_end = list(map(add, key_at, key_sizes))
         if count and (
             min(key_sizes) == 0
@@ -497,10 +381,12 @@ class _Checker:
                 raise _first_key_mismatch(pgid, referrer, keys[0], first)
         if keys and high is not None and keys[-1] >= high:
             raise InvalidDatabase(f"page {pgid}: keys outside the range its parent gives")
-        self.leaves[pgid] = Leaf(overflow, array("q", key_at), key_sizes, flags, value_sizes)
-        if not any(flags):
+        if not count or not max(flags):
+            self.leaves[pgid] = Leaf(overflow, count, ())
             return
-        for i in (i for i, flag in enumerate(flags) if flag):
+        buckets = tuple(i for i, flag in enumerate(flags) if flag)
+        self.leaves[pgid] = Leaf(overflow, count, buckets)
+        for i in buckets:
             value = data[key_end[i] : key_end[i] + value_sizes[i]]
             self.check_bucket_value(value, (*bucket, keys[i]), f"page {pgid}")
 

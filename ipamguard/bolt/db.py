@@ -24,8 +24,9 @@ from functools import cache
 from typing import TypeVar
 
 from ipamguard import locks
-from ipamguard.bolt.check import Snapshot, Validated, load_snapshot
+from ipamguard.bolt.check import load_snapshot
 from ipamguard.bolt.page import FileData, Meta, encode_freelist, encode_page
+from ipamguard.bolt.snapshot import Snapshot, Validated
 from ipamguard.bolt.tx import CommitPlan, Tx
 from ipamguard.errors import BoltError, DatabaseChanged, DatabaseNotFound, InvalidDatabase
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from xxhash import xxh3_128_digest
 
 if TYPE_CHECKING:
-    from ipamguard.bolt.check import Leaf, PageInfo, Validated
     from ipamguard.bolt.page import FileData, Page
+    from ipamguard.bolt.snapshot import Leaf, PageInfo, Validated
 
 
 CHUNK_PAGES = 32  # pages compared at once before looking closer

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ipamguard.bolt.check import Path, Snapshot, decode_inline_page
+from ipamguard.bolt.check import decode_inline_page
 from ipamguard.bolt.page import BUCKET_LEAF_FLAG, Page, decode_bucket_header
+from ipamguard.bolt.snapshot import Path, Snapshot
 
 
 def search_snapshot(snapshot: Snapshot, needle: bytes) -> Iterator[tuple[Path, bytes, bytes]]:

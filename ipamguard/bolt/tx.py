@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ipamguard.bolt.bucket import Bucket
-from ipamguard.bolt.check import Path, Snapshot, decode_inline_page
+from ipamguard.bolt.check import decode_inline_page
 from ipamguard.bolt.freelist import Freelist
 from ipamguard.bolt.page import NO_FREELIST, Page, decode_header, encode_freelist, freelist_size
 from ipamguard.bolt.search import search_snapshot
+from ipamguard.bolt.snapshot import Path, Snapshot
 from ipamguard.errors import InvalidDatabase, TxClosed, TxNotWritable
 
 MAX_TXID = (1 << 64) - 1
