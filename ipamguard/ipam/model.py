@@ -156,13 +156,13 @@ class PageCache:
     """
 
     def __init__(self) -> None:
-        self._pages: dict[tuple[bytes, ...], tuple[object, Any]] = {}
-        self._next: dict[tuple[bytes, ...], tuple[object, Any]] = {}
+        self._pages: dict[PageKey, tuple[object, Any]] = {}
+        self._next: dict[PageKey, tuple[object, Any]] = {}
         # per branch page: (the page, its subtree's leaf and branch entries, the result)
-        self._branches: dict[tuple[bytes, ...], _Branch] = {}
-        self._next_branches: dict[tuple[bytes, ...], _Branch] = {}
-        self._trail: list[tuple[tuple[bytes, ...], tuple[object, Any]]] = []
-        self._branch_trail: list[tuple[tuple[bytes, ...], _Branch]] = []
+        self._branches: dict[PageKey, _Branch] = {}
+        self._next_branches: dict[PageKey, _Branch] = {}
+        self._trail: list[tuple[PageKey, tuple[object, Any]]] = []
+        self._branch_trail: list[tuple[PageKey, _Branch]] = []
         self.parsed = 0  # pages parsed by the last read (for tests and benches)
         self.walked = 0  # branch pages walked into by the last read (the same)
         # the containers whose allocations or ids entries the last read found added,
@@ -175,15 +175,15 @@ class PageCache:
         # last read: who holds what
         self.holders: dict[str, tuple[Any, ...]] = {}
 
-    def entries(self, bucket: Bucket, path: tuple[bytes, ...], parse: PageParser) -> Iterator[Any]:
+    def entries(self, bucket: Bucket, parse: PageParser) -> Iterator[Any]:
         """``parse(keys, values, flags)`` of the leaves of ``bucket``, in key order, as
         one result (each list in it the concatenation of the leaves' lists)."""
-        yield self._subtree(bucket, bucket.root, path, parse)
+        yield self._subtree(bucket, bucket.root, parse)
 
-    def _subtree(
-        self, bucket: Bucket, pgid: int, path: tuple[bytes, ...], parse: PageParser
-    ) -> Any:
-        key = (*path, pgid.to_bytes(8, "big"))
+    def _subtree(self, bucket: Bucket, pgid: int, parse: PageParser) -> Any:
+        # by page id alone: a page's results are taken only for the very same checked
+        # page, which the validator hands over only at the same place (bucket, range)
+        key: PageKey = pgid
         leaf = bucket.tx.snapshot.leaves.get(pgid)
         if leaf is not None:
             return self._leaf(bucket, key, leaf, pgid, parse)
@@ -200,7 +200,7 @@ class PageCache:
             return result
         self.walked += 1
         trail, branch_trail = len(self._trail), len(self._branch_trail)
-        parts = [self._subtree(bucket, child, path, parse) for child in page.pgids]
+        parts = [self._subtree(bucket, child, parse) for child in page.pgids]
         result = _combine(parts)
         # the entries below it, not its own (no reference cycle: a cache that the cycle
         # collector alone could free would keep old results alive)
@@ -212,7 +212,7 @@ class PageCache:
     def _leaf(
         self,
         bucket: Bucket,
-        key: tuple[bytes, ...],
+        key: PageKey,
         leaf: object,
         pgid: int,
         parse: PageParser,
@@ -263,7 +263,8 @@ class PageCache:
 
 
 PageParser = Callable[[Sequence[bytes], Sequence[bytes], Sequence[int]], Any]
-_Branch = tuple[object, list[tuple[tuple[bytes, ...], tuple[object, Any]]], list[Any], Any]
+PageKey = int | tuple[bytes, ...]  # a page id; an inline bucket: its path
+_Branch = tuple[object, list[tuple[PageKey, tuple[object, Any]]], list[Any], Any]
 
 
 def _combine(parts: list[Any]) -> Any:
@@ -312,7 +313,7 @@ def _pages(
 ) -> Iterator[Any]:
     """parse() of each leaf page of ``bucket`` (through ``cache`` when it can serve)."""
     if cache is not None and bucket.root != 0 and not bucket.tx.writable:
-        yield from cache.entries(bucket, path, parse)
+        yield from cache.entries(bucket, parse)
         return
     items = list(bucket.items())
     keys = [k for k, _ in items]
