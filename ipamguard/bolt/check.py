@@ -20,6 +20,7 @@ order, it would add a second element and leave the old page reachable and freed.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Sequence
 from itertools import islice
 from operator import add, lt
 
@@ -323,11 +324,7 @@ class _Checker:
             if earlier.buckets:
                 start = pgid * self.page_size + PAGE_HEADER_SIZE
                 _, key_at, key_sizes, value_sizes = element_table(self.data, start, earlier.count)
-                for i in earlier.buckets:
-                    at, size = key_at[i], key_sizes[i]
-                    key = self.data[at : at + size]
-                    value = self.data[at + size : at + size + value_sizes[i]]
-                    self.check_bucket_value(value, (*bucket, key), f"page {pgid}")
+                self._check_nested(pgid, bucket, earlier.buckets, key_at, key_sizes, value_sizes)
             return []
         # a copy: the same branch object stands for a subtree none of whose pages
         # changed (readers' caches rely on it); this one's children are walked again
@@ -386,9 +383,23 @@ class _Checker:
             return
         buckets = tuple(i for i, flag in enumerate(flags) if flag)
         self.leaves[pgid] = Leaf(overflow, count, buckets)
+        self._check_nested(pgid, bucket, buckets, key_at, key_sizes, value_sizes)
+
+    def _check_nested(
+        self,
+        pgid: int,
+        bucket: Path,
+        buckets: Iterable[int],
+        key_at: Sequence[int],
+        key_sizes: Sequence[int],
+        value_sizes: Sequence[int],
+    ) -> None:
+        """The bucket headers of leaf ``pgid``'s elements ``buckets`` (nested buckets)."""
+        data = self.data
         for i in buckets:
-            value = data[key_end[i] : key_end[i] + value_sizes[i]]
-            self.check_bucket_value(value, (*bucket, keys[i]), f"page {pgid}")
+            key_end = key_at[i] + key_sizes[i]
+            value = data[key_end : key_end + value_sizes[i]]
+            self.check_bucket_value(value, (*bucket, data[key_at[i] : key_end]), f"page {pgid}")
 
     def check_bucket_value(self, value: bytes, bucket: Path, where: str) -> None:
         name = bucket[-1]

@@ -95,7 +95,7 @@ class Snapshot(Validated):
         """The decoded page ``pgid`` (a reachable branch or leaf page)."""
         page = self.pages.get(pgid)
         if page is None:
-            page = self.pages[pgid] = self.decode_leaf(pgid)
+            page = self.pages[pgid] = self._decoded_leaf(pgid)
         return page
 
     def decode_leaf(self, pgid: int) -> Page:
@@ -103,8 +103,9 @@ class Snapshot(Validated):
         from it (the IPAM model) leaves no copy of its keys and values behind, whose holes
         would scatter the heap between the objects it keeps."""
         page = self.pages.get(pgid)
-        if page is not None:
-            return page
+        return page if page is not None else self._decoded_leaf(pgid)
+
+    def _decoded_leaf(self, pgid: int) -> Page:
         leaf = self.leaves.get(pgid)
         if leaf is None:
             raise InvalidDatabase(f"page {pgid}: not a reachable branch or leaf page")
