@@ -72,14 +72,7 @@ class PodmanApiSource:
             for entry in json_array_items(body.decode()):
                 seen.append(self._entry(entry, holders))
         except (ValueError, UnicodeDecodeError):
-            try:
-                whole = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise self._fail("the answer is not JSON") from None
-            if not isinstance(whole, list):
-                kind = type(whole).__name__
-                raise self._fail(f"unexpected answer: a JSON {kind}, not a list") from None
-            raise self._fail("the answer is not JSON") from None
+            raise self._fail(_not_a_list(body)) from None
         return [info for info in seen if info is not None]
 
     def _entry(self, entry: Any, holders: Collection[str]) -> ContainerInfo | None:
@@ -143,6 +136,17 @@ class PodmanApiSource:
                 f"{FAILURE_PREFIX} {self.url}: HTTP {response.status}: {error_detail(body)}"
             )
         return body
+
+
+def _not_a_list(body: bytes) -> str:
+    """Why ``body``, which is no JSON list, was refused."""
+    try:
+        whole = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "the answer is not JSON"
+    if isinstance(whole, list):  # json.loads also reads UTF-16 and UTF-32; podman sends UTF-8
+        return "the answer is not JSON in UTF-8"
+    return f"unexpected answer: a JSON {type(whole).__name__}, not a list"
 
 
 def error_detail(body: bytes) -> str:

@@ -287,6 +287,14 @@ def test_an_answer_that_is_not_json(serve: Callable[[Handler], UnixServer], body
     assert failure(server.url) == "the answer is not JSON"
 
 
+def test_a_list_not_in_utf8_is_refused(serve: Callable[[Handler], UnixServer]) -> None:
+    """json.loads would read a UTF-16 list; podman sends UTF-8, and the list is read one
+    entry at a time from UTF-8 text: refused, with a line that says so."""
+    body = json.dumps([{"Id": A, "State": "running"}]).encode("utf-16")
+    server = serve(answering("200 OK", body))
+    assert failure(server.url) == "the answer is not JSON in UTF-8"
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
