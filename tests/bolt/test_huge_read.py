@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def large(oracle: Oracle, tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.fixture(autouse=True)
-def huge_pages_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def huge_pages_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """The kernel's answer as on most hosts ("madvise" or "always"): the mapping is
     used whatever this machine's setting (madvise(2) only asks)."""
     mode = tmp_path / "enabled"
