@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -104,6 +105,8 @@ class Service:
         self.cycles = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._sleeping_until: float | None = None  # loop time the main loop sleeps until
+        self._loop_thread: int | None = None
         self._schedule: Schedule | None = None
 
     # ----------------------------------------------------------------- control
@@ -132,6 +135,9 @@ class Service:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        if threading.get_ident() == self._loop_thread:
+            self._on_trigger(trigger)  # inotify, on the loop: no self-pipe round trip
+            return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._on_trigger, trigger)
 
@@ -139,10 +145,24 @@ class Service:
         if self._wake is not None:
             self._wake.set()
 
+    async def _sleep_until(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        """Until ``due`` (loop time) or a wake-up, whichever comes first: a timer on the
+        wake event (cheaper than wait_for, which makes a task each time)."""
+        assert self._wake is not None
+        self._wake.clear()
+        self._sleeping_until = due
+        timer = loop.call_at(due, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
+            self._sleeping_until = None
+
     # ----------------------------------------------------------------- main loop
 
     async def run(self) -> int:
         loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         watch = self.config.watch
         schedule = self._schedule = Schedule(
@@ -174,9 +194,7 @@ class Service:
                 if reason is not None:
                     await self._run_cycle(reason, schedule.focus)
                     continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), schedule.due_at() - now)
+                await self._sleep_until(loop, schedule.due_at())
         finally:
             self._stop_sources()
             self._observe("stopped")
@@ -197,7 +215,11 @@ class Service:
         if trigger.kind == "podman-up":
             self._set_podman(trigger.reason, stream=True)
         self._schedule.add(self._loop.time(), trigger)
-        self._wakeup()
+        # Within a burst each trigger moves the due time later (the debounce): wake the
+        # loop only when it sleeps past the new due time (the burst's first trigger). Each
+        # event of a burst waking it cost ~0.1 ms of CPU for nothing.
+        if self._sleeping_until is None or self._schedule.due_at() < self._sleeping_until:
+            self._wakeup()
 
     # ----------------------------------------------------------------- reconcile
 

@@ -161,6 +161,41 @@ def test_a_burst_of_triggers_is_one_reconcile() -> None:
     assert h.cycle.runs[1].start - h.cycle.runs[0].end >= 0.05
 
 
+def test_a_burst_wakes_the_sleeping_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers on the loop's thread (inotify's) are taken at once, without the
+    cross-thread hand-off; within a burst only the first one wakes the loop, the
+    later ones only move the due time (the loop finds it moved when it wakes)."""
+    wakes: list[float] = []
+    wakeup = Service._wakeup
+
+    def counted(self: Service) -> None:
+        wakes.append(time.monotonic())
+        wakeup(self)
+
+    monkeypatch.setattr(Service, "_wakeup", counted)
+    seen: list[int] = []
+
+    async def scenario(h: Harness) -> None:
+        await asyncio.sleep(0.02)  # asleep until the resync
+        assert h.source.push is not None
+        for _ in range(10):
+            h.source.push(DB)  # on the loop thread, as inotify's reader is
+            seen.append(len(wakes))
+            await asyncio.sleep(0.01)  # each within the debounce of the one before
+        await asyncio.sleep(0.5)
+        h.push()  # from another thread, after the burst's reconcile: wakes it
+        await stop_after(h, 0.5)
+
+    slow = replace(FAST, watch=WatchConfig(resync_seconds=60.0, debounce_seconds=0.2))
+    h, _, _ = run_service(scenario, slow)
+    assert seen == [1] * 10  # one wake for the burst, taken at once
+    assert h.reasons() == [
+        "start", "db-changed: IN_MODIFY ipam.db (+9 more)", "db-changed: IN_MODIFY ipam.db"
+    ]  # fmt: skip
+    # the debounce counts from the burst's last trigger, not from the wake
+    assert h.cycle.runs[1].start - wakes[0] >= 0.09 + 0.2
+
+
 def test_never_two_at_once_and_exactly_one_more_after() -> None:
     async def scenario(h: Harness) -> None:
         h.push()
