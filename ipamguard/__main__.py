@@ -1,5 +1,3 @@
-import sys
+from ipamguard.cli import entry
 
-from ipamguard.cli import main
-
-sys.exit(main())
+entry()
