@@ -1,29 +1,29 @@
 """Prometheus metrics for node_exporter's textfile collector (``[metrics] textfile``).
 
 ``MetricsSnapshot`` is what the daemon knows after a reconcile; ``render`` turns it
-into Prometheus' text exposition format (HELP and TYPE for every metric) with
-prometheus-client's ``generate_latest`` over a ``CollectorRegistry``;
-``write_textfile`` replaces the file atomically: a temporary file in the same
-directory (named ``.NAME.*.tmp``: node_exporter reads only ``*.prom``), mode 0644
-(the unit's UMask=0077 would leave it unreadable to node_exporter's user), then a
-rename, so that a scrape sees the old file or the new one, never a part. No fsync:
-the file is rewritten after every reconcile and a lost one costs one scrape.
+into Prometheus' text exposition format (HELP and TYPE for every metric), byte for byte
+what prometheus_client's ``generate_latest`` writes for the same metrics (the tests
+compare them). Not prometheus_client itself: importing any part of it imports ``ssl``
+(for its push gateway), which the daemon keeps out (ipamguard.openssl).
+
+``write_textfile`` replaces the file atomically: a temporary file in the same directory
+(named ``.NAME.*.tmp``: node_exporter reads only ``*.prom``), mode 0644 (the unit's
+UMask=0077 would leave it unreadable to node_exporter's user), then a rename, so that
+a scrape sees the old file or the new one, never a part. No fsync: the file is rewritten
+after every reconcile and a lost one costs one scrape.
 
 Labels are networks, subnets, stores, kinds and reasons: never container IDs or
 addresses, so that the number of series stays bounded by the number of subnets.
-prometheus_client is imported lazily (the CLI starts fast without it).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 from ipamguard.state import write_atomically
-
-if TYPE_CHECKING:
-    from prometheus_client.metrics_core import Metric
 
 TEXTFILE_MODE = 0o644
 
@@ -69,28 +69,28 @@ class MetricsSnapshot:
     link_problems: int | None = None
 
 
-def _families(s: MetricsSnapshot) -> Iterator[Metric]:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+class Family(NamedTuple):
+    """One metric: its name (a counter's without ``_total``), type, help text, label
+    names and samples (label values, value)."""
 
-    def gauge(name: str, text: str, value: float | None) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, text)
-        if value is not None:
-            family.add_metric([], float(value))
-        return family
+    name: str
+    type: str  # "gauge" or "counter"
+    help: str
+    labels: tuple[str, ...] = ()
+    samples: tuple[tuple[tuple[str, ...], float], ...] = ()
 
-    def labelled(
-        name: str, text: str, labels: list[str], values: Mapping[Any, float]
-    ) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, text, labels=labels)
-        for key in sorted(values):
-            family.add_metric(list(key), float(values[key]))
-        return family
 
-    def counter(name: str, text: str, label: str, values: Mapping[str, float]) -> Metric:
-        family = CounterMetricFamily(name, text, labels=[label])
-        for key in sorted(values):
-            family.add_metric([key], float(values[key]))
-        return family
+def _families(s: MetricsSnapshot) -> Iterator[Family]:
+    def gauge(name: str, text: str, value: float | None) -> Family:
+        return Family(name, "gauge", text, (), () if value is None else (((), float(value)),))
+
+    def labelled(name: str, text: str, labels: list[str], values: Mapping[Any, float]) -> Family:
+        samples = tuple((tuple(key), float(values[key])) for key in sorted(values))
+        return Family(name, "gauge", text, tuple(labels), samples)
+
+    def counter(name: str, text: str, label: str, values: Mapping[str, float]) -> Family:
+        samples = tuple(((key,), float(values[key])) for key in sorted(values))
+        return Family(name, "counter", text, (label,), samples)
 
     yield labelled(
         FINDINGS,
@@ -150,28 +150,44 @@ def _families(s: MetricsSnapshot) -> Iterator[Metric]:
         LINK_PROBLEMS, "Container link problems found by the doctor's check, networkd "
         "conflicts included.", s.link_problems,
     )  # fmt: skip
-    info = GaugeMetricFamily(BUILD_INFO, "ipamguard's version (always 1).", labels=["version"])
-    info.add_metric([s.version], 1.0)
-    yield info
-
-
-class _SnapshotCollector:
-    """A prometheus_client collector that yields one snapshot's families."""
-
-    def __init__(self, snapshot: MetricsSnapshot) -> None:
-        self.snapshot = snapshot
-
-    def collect(self) -> Iterator[Metric]:
-        return _families(self.snapshot)
+    yield Family(BUILD_INFO, "gauge", "ipamguard's version (always 1).", ("version",),
+                 (((s.version,), 1.0),))  # fmt: skip
 
 
 def render(snapshot: MetricsSnapshot) -> bytes:
-    """The snapshot in Prometheus' text exposition format (0.0.4)."""
-    from prometheus_client import CollectorRegistry, generate_latest
+    """The snapshot in Prometheus' text exposition format (0.0.4), byte for byte what
+    prometheus_client's ``generate_latest`` writes for the same families (tested)."""
+    out = []
+    for family in _families(snapshot):
+        name = family.name + "_total" if family.type == "counter" else family.name
+        help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n")
+        for values, value in family.samples:
+            pairs = sorted(zip(family.labels, values, strict=True))
+            labels = ",".join(f'{label}="{_escape(text)}"' for label, text in pairs)
+            out.append(f"{name}{{{labels}}} {_go_float(value)}\n" if labels else
+                       f"{name} {_go_float(value)}\n")  # fmt: skip
+    return "".join(out).encode()
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot))
-    return generate_latest(registry)
+
+def _escape(value: str) -> str:
+    """A label value in the text format: backslash, newline and double quote escaped."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _go_float(value: float) -> str:
+    """A sample value as Go's strconv (and prometheus_client) writes it: repr, but an
+    exponent from 1e+07 up (1.8e+09, not 1800000000.5), and +Inf, -Inf, NaN."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    text = repr(value)
+    dot = text.find(".")
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
 
 
 def write_textfile(path: str, snapshot: MetricsSnapshot) -> None:

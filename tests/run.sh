@@ -16,7 +16,7 @@ APT_PACKAGES=(
     debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools  # the .deb
     python3-dbus-next python3-structlog python3-pyinotify python3-xxhash help2man lintian man-db
     rpm rpmlint shellcheck              # the RPM spec, the shell scripts
-    prometheus python3-prometheus-client  # promtool (packaging/ipamguard.rules.yml); the .deb's
+    prometheus                          # promtool (packaging/ipamguard.rules.yml)
     debootstrap debian-archive-keyring  # the Debian 13 root: podman 5.4, Python 3.13 (e2e)
 )
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -120,6 +122,44 @@ def test_label_values_are_escaped() -> None:
     got = samples(render(snapshot(findings={("netavark", odd, "leaked"): 1})).decode())
     assert got[("ipamguard_findings", (("kind", "leaked"), ("network", odd),
                                        ("store", "netavark")))] == 1  # fmt: skip
+
+
+def generate_latest(snapshot: MetricsSnapshot) -> bytes:
+    """What prometheus_client writes for the same metrics (the oracle)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import generate_latest as prometheus_generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class Collector:
+        def collect(self) -> Iterator[Any]:
+            for family in metrics._families(snapshot):
+                kind = CounterMetricFamily if family.type == "counter" else GaugeMetricFamily
+                made = kind(family.name, family.help, labels=list(family.labels))
+                for values, value in family.samples:
+                    made.add_metric(list(values), value)
+                yield made
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())  # type: ignore[arg-type]
+    return prometheus_generate_latest(registry)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"findings": {("netavark", 'net"with\\odd\nname ü', "leaked"): 1}},
+        {"cycle_seconds": None, "networkd_conflicts": None, "findings": {}},
+        {"last_cycle_timestamp": 1_764_400_000.123456, "cycle_seconds": 12345678.9},
+        {"resync_seconds": float("inf"), "lock_hold_seconds": float("nan"),
+         "releases": {"leaked": 1e21, "stale": 1e-7}, "refusals": {"x\\y": -2.5}},
+        {"version": "0.1.0+local\n\"quoted\"", "subnet_free": {("a", "fd00::/64"): 2**64}},
+    ],
+)  # fmt: skip
+def test_the_text_is_byte_for_byte_prometheus_clients(changes: dict[str, Any]) -> None:
+    mine = render(snapshot(**changes))
+    assert mine == generate_latest(snapshot(**changes))
+    assert samples(mine.decode())  # and its parser reads it
 
 
 def test_the_file_is_readable_by_node_exporter_whatever_the_umask(tmp_path: Path) -> None:

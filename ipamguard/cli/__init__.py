@@ -46,44 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What ``import ssl`` and hashlib's OpenSSL backend would map into the daemon: it never
-# speaks TLS (podman's API, journald and D-Bus are unix sockets) and hashes only a
-# backup's SHA-256, which CPython also computes without OpenSSL (slower: 85 against
-# 14 ms for 25 MB, once per release). Not loading libssl and libcrypto keeps ~6 MiB out
-# of its resident set (and OpenSSL out of a root daemon's address space).
-OPENSSL_MODULES = ("ssl", "_ssl")
-BUILTIN_SHA256 = ("_sha2", "_sha256")  # Python 3.12+, 3.11
-
-
 def entry() -> None:
-    """The ``ipamguard`` program (console script, ``python -m ipamguard``)."""
+    """The ``ipamguard`` program (console script, ``python -m ipamguard``): the daemon
+    runs without OpenSSL (ipamguard.openssl)."""
     if sys.argv[1:2] == ["daemon"]:
-        shed_openssl()
+        from ipamguard import openssl
+
+        openssl.shed()
     sys.exit(main())
-
-
-def shed_openssl() -> list[str]:
-    """Make ``ssl`` (asyncio and http.client do without it) and, where CPython has its
-    own SHA-256 (Fedora's has not), hashlib's OpenSSL backend unimportable in this
-    process; call before anything imports them. The modules shed, by name."""
-    shed = [name for name in OPENSSL_MODULES if name not in sys.modules]
-    if "_hashlib" not in sys.modules and _has_builtin_sha256():
-        shed.append("_hashlib")
-    for name in shed:
-        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
-    return shed
-
-
-def _has_builtin_sha256() -> bool:
-    import importlib
-
-    for name in BUILTIN_SHA256:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            continue
-        return True
-    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

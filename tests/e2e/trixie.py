@@ -55,7 +55,7 @@ PACKAGES = (
 VENV = "/opt/ipamguard-venv"  # inside the root
 PYTHON = f"{VENV}/bin/python"
 # the test extras that the suites need inside the root (not ruff, not mypy)
-TEST_REQUIREMENTS = ("pytest", "hypothesis", "podman")
+TEST_REQUIREMENTS = ("pytest", "hypothesis", "podman", "prometheus-client")
 PACKAGES_STAMP = ".ipamguard-packages.json"  # in the root
 PIP_STAMP = ".ipamguard-pip.json"  # in the venv
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

@@ -1,4 +1,4 @@
-"""The ``ipamguard`` program's entry: the daemon runs without OpenSSL mapped.
+"""ipamguard.openssl: the daemon runs without OpenSSL mapped (``ipamguard daemon``).
 
 It never speaks TLS and hashes only a backup's SHA-256, which CPython computes by
 itself where it has its own SHA-256 (Debian's, not Fedora's): libssl and libcrypto
@@ -40,11 +40,13 @@ def openssl_maps(pid: int) -> set[str]:
     return {name for name in ("libssl", "libcrypto") if name in maps}
 
 
-def test_the_daemon_process_maps_no_openssl(tmp_path: Path) -> None:
+def run_daemon(tmp_path: Path, extra: str = "") -> tuple[set[str], bool]:
+    """The daemon as systemd starts it, until READY=1 and a reconcile's status file:
+    (the OpenSSL libraries it maps then, whether it wrote a metrics textfile)."""
     config = tmp_path / "ipamguard.toml"
     config.write_text(
         f'[paths]\ndb = "{tmp_path}/networks/ipam.db"\n'
-        f'[podman]\nurl = "unix://{tmp_path}/no-podman.sock"\n'
+        f'[podman]\nurl = "unix://{tmp_path}/no-podman.sock"\n{extra}'
     )
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
@@ -59,14 +61,23 @@ def test_the_daemon_process_maps_no_openssl(tmp_path: Path) -> None:
     try:
         while "READY=1" not in notify.recv(4096).decode():
             pass
-        assert openssl_maps(proc.pid) == set()
-        # the same program for any other command keeps what Python would load
-        assert "daemon" in Path(f"/proc/{proc.pid}/cmdline").read_text()
+        maps = openssl_maps(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
         notify.close()
     assert proc.returncode == 0, stderr
+    return maps, (tmp_path / "metrics.prom").exists()
+
+
+def test_the_daemon_process_maps_no_openssl(tmp_path: Path) -> None:
+    assert run_daemon(tmp_path) == (set(), False)
+
+
+def test_a_daemon_that_writes_metrics_maps_no_openssl_either(tmp_path: Path) -> None:
+    """prometheus_client would import ssl: the metrics are written without it."""
+    textfile = f'[metrics]\ntextfile = "{tmp_path}/metrics.prom"\n'
+    assert run_daemon(tmp_path, textfile) == (set(), True)
 
 
 @pytest.mark.oracle
@@ -79,8 +90,8 @@ def test_a_release_without_openssl_records_openssls_checksum(
     victim = container_id(7)
     done = python(
         "import sys, json\n"
-        "from ipamguard.cli import main, shed_openssl\n"
-        "shed = shed_openssl()\n"
+        "from ipamguard.cli import main\nfrom ipamguard.openssl import shed\n"
+        "shed = shed()\n"
         f"code = main(['release', '--container', {victim!r}, '--force', '--yes', '--json',"
         f" '--db', {str(db)!r}, '--backup-dir', {str(backup_dir)!r}])\n"
         "print(json.dumps({'shed': shed, 'code': code,"
@@ -103,8 +114,8 @@ def test_without_its_own_sha256_python_keeps_openssls_hashlib() -> None:
     done = python(
         "import sys\n"
         "sys.modules['_sha2'] = sys.modules['_sha256'] = None\n"
-        "from ipamguard.cli import shed_openssl\n"
-        "print(shed_openssl())\n"
+        "from ipamguard.openssl import shed\n"
+        "print(shed())\n"
         "import hashlib\n"
         "print(hashlib.sha256(b'abc').hexdigest()[:8])\n"
         "try:\n    import ssl\nexcept ImportError:\n    print('no ssl')\n"
@@ -116,8 +127,8 @@ def test_without_its_own_sha256_python_keeps_openssls_hashlib() -> None:
 def test_modules_already_loaded_and_other_commands_are_left_alone() -> None:
     done = python(
         "import sys, ssl\n"
-        "from ipamguard.cli import shed_openssl\n"
-        "print(shed_openssl(), sys.modules['ssl'] is ssl)\n"
+        "from ipamguard.openssl import shed\n"
+        "print(shed(), sys.modules['ssl'] is ssl)\n"
         "sys.argv = ['ipamguard', 'dump', '--help']\n"
         "from ipamguard.cli import entry\n"
         "del sys.modules['ssl']\n"
@@ -128,3 +139,17 @@ def test_modules_already_loaded_and_other_commands_are_left_alone() -> None:
     first, *_, last = done.stdout.splitlines()
     assert first == "['_hashlib'] True"  # ssl and _ssl were loaded already: kept
     assert last == "False"  # ``dump`` shed nothing (a shed module would be None in there)
+
+
+def test_metrics_are_written_without_openssl(tmp_path: Path) -> None:
+    done = python(
+        "import sys\n"
+        "from ipamguard import openssl\n"
+        "shed = openssl.shed()\n"
+        "from ipamguard.metrics import MetricsSnapshot, write_textfile\n"
+        f"write_textfile({str(tmp_path / 'm.prom')!r}, MetricsSnapshot('1', True, False, 60))\n"
+        "print(shed, [m for m in shed if sys.modules[m] is not None])\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "['ssl', '_ssl', '_hashlib'] []\n"
+    assert b"\nipamguard_repair_enabled 0.0\n" in (tmp_path / "m.prom").read_bytes()
