@@ -177,7 +177,7 @@ def _escape(value: str) -> str:
 
 def _go_float(value: float) -> str:
     """A sample value as Go's strconv (and prometheus_client) writes it: repr, but an
-    exponent from 1e+07 up (1.8e+09, not 1800000000.5), and +Inf, -Inf, NaN."""
+    exponent from a million up (1.8000000005e+09, not 1800000000.5), and +Inf, -Inf, NaN."""
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):
