@@ -4,18 +4,19 @@ containers asked about, the findings judged again. Files written by Go's bbolt."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ops import delete
+from ops import delete, put
 from oracle_tool import Oracle, container_id
 from test_healing import NET, SUBNET, Scripted, context, ip_of, running
 
 from ipamguard.bolt import DB
 from ipamguard.healing import judge, observe
-from ipamguard.ipam.model import PageCache, ip_to_key, read_ipam
+from ipamguard.ipam.model import _VALUE, Allocation, IdsEntry, PageCache, ip_to_key, read_ipam
 from ipamguard.liveness import ContainerInfo
 from ipamguard.liveness.model import Interest
 
@@ -81,6 +82,37 @@ def test_the_page_cache_parses_what_changed_and_names_who(oracle: Oracle, tmp_pa
     assert len(held) == 2 and full.held_by([victim]) is None  # read without the cache
     assert read() == after and cache.parsed == cache.walked == 0
     assert after.held_by([victim]) is None  # the cache has read again since: no index
+
+
+def test_an_address_given_to_another_container_in_place_names_both(
+    oracle: Oracle, tmp_path: Path
+) -> None:
+    """Same key, other value on the same page: the old entry goes, the new one comes
+    (the read's diff compares the entries' values, as their equality does)."""
+    db = tmp_path / "ipam.db"
+    oracle.ipam_gen(db, NET, "10.89.0.0/16", 500, ids_per_tx=500)
+    cache = PageCache()
+    read = cached_reader(db, cache)
+    read()
+    old, new = container_id(42), container_id(9000)
+    net = NET.encode()
+    ip = ip_to_key(ip_of(42))
+    oracle.apply(db, [[put([net, b"10.89.0.0/16"], ip, new.encode())]])
+    after = read()
+    assert cache.touched == {old, new}
+    assert [type(e).__name__ for e in cache.holders[old]] == ["IdsEntry"]  # still in ``ids``
+    assert [(a.ip, a.container_id) for a in cache.holders[new]] == [(ip_of(42), new)]
+    with DB.open(db) as handle, handle.view() as tx:
+        assert after == read_ipam(tx)
+
+
+def test_entries_are_compared_by_exactly_the_fields_their_equality_compares() -> None:
+    for entry in (
+        Allocation("n", "10.0.0.0/24", "10.0.0.2", "c"),
+        IdsEntry("n", "c", ("10.0.0.2",)),
+    ):
+        compared = tuple(getattr(entry, f.name) for f in dataclasses.fields(entry) if f.compare)
+        assert _VALUE[type(entry)](entry) == compared
 
 
 def test_the_page_cache_keeps_no_decoded_leaf(oracle: Oracle, tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import json
+import operator
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +114,13 @@ class IpamState:
         return frozenset(held)
 
 
+_CONTAINER_ID = operator.attrgetter("container_id")
+_VALUE: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    Allocation: operator.attrgetter("network", "subnet", "ip", "container_id"),
+    IdsEntry: operator.attrgetter("network", "container_id", "ips"),
+}
+
+
 def _place(entry: Allocation | IdsEntry) -> tuple[int, str, bytes]:
     """Where an entry sits in its network: subnet buckets (by name), then ``ids``."""
     if isinstance(entry, Allocation):
@@ -168,8 +177,9 @@ class PageCache:
         # the containers whose allocations or ids entries the last read found added,
         # removed or changed; None after the first read: nothing to compare with
         self.touched: frozenset[str] | None = None
-        self._old: list[Any] = []  # entries of the pages parsed again, as they were
-        self._new: list[Any] = []  # ... and as they are
+        # the entry lists of the pages parsed again, as they were and as they are
+        self._old: list[list[Any]] = []
+        self._new: list[list[Any]] = []
         self.reads = 0
         # the entries (allocations, ids entries) of each container ID in the store as
         # last read: who holds what
@@ -220,10 +230,10 @@ class PageCache:
         cached = self._pages.get(key)
         if cached is None or cached[0] is not leaf:
             if cached is not None:
-                self._old += cached[1][0]
+                self._old.append(cached[1][0])
             page = bucket.tx.snapshot.decode_leaf(pgid)  # parsed, then let go
             cached = (leaf, parse(page.keys, page.values, page.flags))
-            self._new += cached[1][0]
+            self._new.append(cached[1][0])
             self.parsed += 1
         self._next[key] = cached
         self._trail.append((key, cached))
@@ -235,31 +245,62 @@ class PageCache:
         cached = self._pages.get(key)
         if cached is None or cached[1] != entries:
             if cached is not None:
-                self._old += cached[1][0]
-            self._new += entries[0]
+                self._old.append(cached[1][0])
+            self._new.append(entries[0])
         self._next[key] = (None, entries)
 
     def done(self) -> None:
         """The read is complete: keep only the pages it saw."""
         for key in self._pages.keys() - self._next.keys():
-            self._old += self._pages[key][1][0]  # a page gone: its entries are gone or moved
-        first = not self._pages and self.reads == 0
-        old, new = set(self._old), set(self._new)
-        changed = old ^ new  # entries moved between pages cancel out
-        self.touched = None if first else frozenset(e.container_id for e in changed)
+            self._old.append(self._pages[key][1][0])  # a page gone: gone or moved entries
+        if not self._pages and self.reads == 0:  # the first read: every entry is new
+            self._index_all()
+        else:
+            self._index_changes()
+        self.reads += 1
+        self._pages, self._next, self._old, self._new = self._next, {}, [], []
+        self._branches, self._next_branches = self._next_branches, {}
+        self._trail, self._branch_trail = [], []
+
+    def _index_changes(self) -> None:
+        """The containers the read found changed, and who holds what updated for them."""
+        old, new = _by_value(self._old), _by_value(self._new)
+        # entries moved between pages cancel out
+        removed = [old[k] for k in old.keys() - new.keys()]
+        added = [new[k] for k in new.keys() - old.keys()]
+        self.touched = frozenset(e.container_id for e in removed + added)
         holders = self.holders
-        for entry in old - new:
+        for entry in removed:
             kept = tuple(e for e in holders.get(entry.container_id, ()) if e != entry)
             if kept:
                 holders[entry.container_id] = kept
             else:
                 del holders[entry.container_id]
-        for entry in new - old:
+        for entry in added:
             holders[entry.container_id] = (*holders.get(entry.container_id, ()), entry)
-        self.reads += 1
-        self._pages, self._next, self._old, self._new = self._next, {}, [], []
-        self._branches, self._next_branches = self._next_branches, {}
-        self._trail, self._branch_trail = [], []
+
+    def _index_all(self) -> None:
+        """Who holds what, from a first read: each container's entries made one tuple in
+        one go (adding them one at a time made, then dropped, a tuple per container:
+        2.5 MiB more resident at 65,000 allocations, in holes among the model's objects)."""
+        self.touched = None
+        everything = sorted(
+            (e for entries in self._new for e in entries), key=_CONTAINER_ID
+        )  # stable: each container's entries in the store's order
+        holders = self.holders
+        for container, entries in itertools.groupby(everything, key=_CONTAINER_ID):
+            holders[container] = (*holders.get(container, ()), *entries)
+
+
+def _by_value(lists: list[list[Any]]) -> dict[tuple[Any, ...], Any]:
+    """The entries of ``lists`` (each of one type) by their fields' values, the key
+    their equality compares: tuples hashed in C, not the dataclasses' generated
+    ``__hash__`` and ``__eq__`` (~8 % of a change's model work at 1,000 allocations)."""
+    found: dict[tuple[Any, ...], Any] = {}
+    for entries in lists:
+        if entries:
+            found.update(zip(map(_VALUE[type(entries[0])], entries), entries, strict=True))
+    return found
 
 
 PageParser = Callable[[Sequence[bytes], Sequence[bytes], Sequence[int]], Any]
