@@ -281,8 +281,9 @@ class PageCache:
 
     def _index_all(self) -> None:
         """Who holds what, from a first read: each container's entries made one tuple in
-        one go (adding them one at a time made, then dropped, a tuple per container:
-        2.5 MiB more resident at 65,000 allocations, in holes among the model's objects)."""
+        one go. Added one at a time, each container had a tuple made and dropped, which
+        left holes among the model's objects: at 65,000 allocations 2.5 MiB more resident
+        in the store's order, ~1 MiB in a set's order (the code before)."""
         self.touched = None
         everything = sorted(
             (e for entries in self._new for e in entries), key=_CONTAINER_ID
