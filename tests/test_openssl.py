@@ -2,7 +2,7 @@
 
 It never speaks TLS and hashes only a backup's SHA-256, which CPython computes by
 itself where it has its own SHA-256 (Debian's, not Fedora's): libssl and libcrypto
-stay out of its address space (~6 MiB of its resident set). Real processes: the
+stay out of its address space (~5 MB of its resident set). Real processes: the
 daemon as systemd starts it, a release in a process that shed OpenSSL (its backup
 record's checksum against OpenSSL's, the file against Go's check).
 """
