@@ -196,7 +196,7 @@ class PageCache:
         key: PageKey = pgid
         leaf = bucket.tx.snapshot.leaves.get(pgid)
         if leaf is not None:
-            return self._leaf(bucket, key, leaf, pgid, parse)
+            return self._leaf(bucket, leaf, pgid, parse)
         page = bucket.page_node(pgid)
         earlier = self._branches.get(key)
         if earlier is not None and earlier[0] is page:
@@ -219,15 +219,8 @@ class PageCache:
         self._next_branches[key] = entry
         return result
 
-    def _leaf(
-        self,
-        bucket: Bucket,
-        key: PageKey,
-        leaf: object,
-        pgid: int,
-        parse: PageParser,
-    ) -> Any:
-        cached = self._pages.get(key)
+    def _leaf(self, bucket: Bucket, leaf: object, pgid: int, parse: PageParser) -> Any:
+        cached = self._pages.get(pgid)
         if cached is None or cached[0] is not leaf:
             if cached is not None:
                 self._old.append(cached[1][0])
@@ -235,8 +228,8 @@ class PageCache:
             cached = (leaf, parse(page.keys, page.values, page.flags))
             self._new.append(cached[1][0])
             self.parsed += 1
-        self._next[key] = cached
-        self._trail.append((key, cached))
+        self._next[pgid] = cached
+        self._trail.append((pgid, cached))
         return cached[1]
 
     def whole(self, path: tuple[bytes, ...], entries: Any) -> None:
